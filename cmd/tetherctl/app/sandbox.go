@@ -1,0 +1,243 @@
+// Package app holds tetherctl's commands.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tetherkube/tether/test/harness"
+)
+
+// NewCommand returns tetherctl's root command.
+func NewCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "tetherctl",
+		Short:         "Operate Tether: a local sandbox of host and member clusters",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newSandboxCommand())
+	return root
+}
+
+type sandboxOptions struct {
+	dir      string
+	repo     string
+	cacheDir string
+}
+
+func (o *sandboxOptions) addFlags(cmd *cobra.Command) {
+	defDir := os.Getenv("SANDBOX_DIR")
+	if defDir == "" {
+		defDir = ".sandbox"
+	}
+	cmd.Flags().StringVar(&o.dir, "dir", defDir, "folder of the sandbox's kubeconfigs and state ($SANDBOX_DIR)")
+	cmd.Flags().StringVar(&o.repo, "repo", "", "Tether's repository root, which pins the control-plane versions under hack/tools (default: found above the working directory)")
+	cmd.Flags().StringVar(&o.cacheDir, "cache-dir", "", "where built control-plane binaries are kept (default $TETHER_CACHE_DIR or ~/.cache/tether)")
+}
+
+func (o *sandboxOptions) tools(ctx context.Context, log io.Writer) (*harness.Tools, error) {
+	repo := o.repo
+	if repo == "" {
+		var err error
+		if repo, err = harness.FindRepoRoot("."); err != nil {
+			return nil, err
+		}
+	}
+	cache := o.cacheDir
+	if cache == "" {
+		var err error
+		if cache, err = harness.DefaultCacheDir(); err != nil {
+			return nil, err
+		}
+	}
+	return harness.EnsureTools(ctx, repo, cache, log)
+}
+
+func newSandboxCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sandbox",
+		Short: "A local host cluster and member clusters on this machine, offline",
+	}
+	cmd.AddCommand(newSandboxUpCommand(), newSandboxDownCommand(), newSandboxStatusCommand(), newSandboxToolsCommand())
+	return cmd
+}
+
+func newSandboxUpCommand() *cobra.Command {
+	var (
+		o                sandboxOptions
+		members, nodes   int
+		node             harness.NodeConfig
+		memberLabels     []string
+		disableQPSLimits bool
+	)
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start the sandbox (idempotent: a running sandbox is left as it is)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, out := cmd.Context(), cmd.OutOrStdout()
+			if members < 1 || nodes < 1 {
+				return fmt.Errorf("--members and --nodes must be at least 1")
+			}
+			cfg := harness.DefaultConfig(o.dir)
+			cfg.Members = nil
+			for i := range members {
+				cfg.Members = append(cfg.Members, harness.UniformMember(fmt.Sprintf("m%d", i+1), nodes, node))
+			}
+			for _, spec := range memberLabels {
+				if err := cfg.ParseMemberLabels(spec); err != nil {
+					return err
+				}
+			}
+			cfg.DisableQPSLimits = disableQPSLimits
+			cfg.Log = out
+			if st, err := harness.Load(o.dir); err == nil && harness.Healthy(ctx, st) == nil {
+				fmt.Fprintf(out, "a sandbox is already up in %s\n", st.Dir)
+				printTry(out, st)
+				return nil
+			}
+			start := time.Now()
+			tools, err := o.tools(ctx, out)
+			if err != nil {
+				return err
+			}
+			cfg.Tools = tools
+			st, err := harness.Up(ctx, cfg)
+			if errors.Is(err, harness.ErrAlreadyUp) {
+				fmt.Fprintf(out, "a sandbox is already up in %s\n", st.Dir)
+				printTry(out, st)
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("sandbox did not come up, nothing is left running: %w", err)
+			}
+			if err := linkKubectl(st); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "sandbox up in %s\n", time.Since(start).Round(time.Second))
+			printTry(out, st)
+			return nil
+		},
+	}
+	o.addFlags(cmd)
+	cmd.Flags().IntVar(&members, "members", 2, "number of member clusters (named m1, m2, …)")
+	cmd.Flags().IntVar(&nodes, "nodes", 3, "fake kwok nodes per member")
+	cmd.Flags().StringVar(&node.CPU, "node-cpu", harness.DefaultNodeCPU, "CPU of each member node")
+	cmd.Flags().StringVar(&node.Memory, "node-memory", harness.DefaultNodeMemory, "memory of each member node")
+	cmd.Flags().IntVar(&node.Pods, "node-pods", harness.DefaultNodePods, "pod capacity of each member node")
+	cmd.Flags().StringArrayVar(&memberLabels, "member-labels", nil, "extra node labels, MEMBER=k=v[,k=v] for all nodes of a member or MEMBER/INDEX=k=v for one (repeatable)")
+	cmd.Flags().BoolVar(&disableQPSLimits, "disable-qps-limits", false, "lift client rate limits and API priority and fairness in every control plane (benchmarks)")
+	return cmd
+}
+
+// linkKubectl puts the kubectl the sandbox was built with at <dir>/bin/kubectl, for the commands printTry shows.
+func linkKubectl(st *harness.State) error {
+	bin := filepath.Join(st.Dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return err
+	}
+	link := filepath.Join(bin, "kubectl")
+	_ = os.Remove(link)
+	return os.Symlink(st.Kubectl, link)
+}
+
+func printTry(out io.Writer, st *harness.State) {
+	m1 := st.Members()[0]
+	fmt.Fprintf(out, `
+  export KUBECONFIG=%s PATH=%s:$PATH
+
+Try:
+  kubectl get nodes                                  # the host (its nodes are Tether's virtual nodes)
+  kubectl --kubeconfig %s get nodes -L type           # member %s and its fake kwok nodes
+  kubectl --kubeconfig %s create deployment demo --image=demo --replicas=3
+
+Stop it with: make sandbox-down
+`, st.Host().Kubeconfig, filepath.Join(st.Dir, "bin"), m1.Kubeconfig, m1.Name, m1.Kubeconfig)
+}
+
+func newSandboxDownCommand() *cobra.Command {
+	var o sandboxOptions
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Stop everything the sandbox started and remove its state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_ = os.RemoveAll(filepath.Join(o.dir, "bin"))
+			if _, err := harness.Load(o.dir); errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(cmd.OutOrStdout(), "no sandbox in %s\n", o.dir)
+				return nil
+			}
+			// Finish the cleanup even when interrupted: a half-stopped sandbox is worse than a slow stop.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), 3*time.Minute)
+			defer cancel()
+			if err := harness.Down(ctx, o.dir); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "sandbox in %s stopped\n", o.dir)
+			return nil
+		},
+	}
+	o.addFlags(cmd)
+	return cmd
+}
+
+func newSandboxStatusCommand() *cobra.Command {
+	var o sandboxOptions
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Say whether the sandbox is up and where its kubeconfigs are",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			st, err := harness.Load(o.dir)
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("no sandbox in %s", o.dir)
+			}
+			if err != nil {
+				return err
+			}
+			if err := harness.Healthy(cmd.Context(), st); err != nil {
+				return fmt.Errorf("sandbox in %s is not healthy (run make sandbox-down): %w", st.Dir, err)
+			}
+			var names []string
+			for _, c := range st.Clusters {
+				names = append(names, c.Name)
+			}
+			fmt.Fprintf(out, "sandbox up in %s since %s: %s\n", st.Dir, st.Started.Format(time.RFC3339), strings.Join(names, ", "))
+			for _, c := range st.Clusters {
+				fmt.Fprintf(out, "  %-6s %s\n", c.Name, c.Kubeconfig)
+			}
+			return nil
+		},
+	}
+	o.addFlags(cmd)
+	return cmd
+}
+
+func newSandboxToolsCommand() *cobra.Command {
+	var o sandboxOptions
+	cmd := &cobra.Command{
+		Use:   "tools",
+		Short: "Build (or find in the cache) the control-plane binaries and print their folder",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := o.tools(cmd.Context(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), t.Dir)
+			return nil
+		},
+	}
+	o.addFlags(cmd)
+	return cmd
+}

@@ -1,0 +1,212 @@
+// Package harness starts local Kubernetes control planes for Tether's tests, sandbox and benchmarks: one host
+// cluster and N member clusters, offline, with kwokctl's binary runtime and control-plane binaries built from their
+// Go modules (see tools.go). Members get fake kwok nodes; the host gets none and runs no kwok controller, because
+// its nodes are Tether's virtual nodes.
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"regexp"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// HostName is the name of the host cluster; its kubeconfig is <Dir>/host.kubeconfig.
+const HostName = "host"
+
+// Config says which clusters to start and where to keep their state.
+type Config struct {
+	// Dir holds everything the harness writes: <cluster>.kubeconfig per cluster, kwok's workdir, the kubelet
+	// client PKI of the host, logs and the state file. It is created if missing.
+	Dir string
+	// Prefix names the kwok clusters (<Prefix>-host, <Prefix>-m1, …) so that several harnesses can coexist.
+	Prefix string
+	// Members are the member clusters, in order.
+	Members []MemberConfig
+	// DisableQPSLimits lifts client rate limits and API priority and fairness on every control plane
+	// (benchmarks). When false, the components keep their upstream defaults.
+	DisableQPSLimits bool
+	// PortForwardTarget ("host:port") is where kwok sends every member pod's forwarded port. Empty: kwok
+	// echoes the bytes back itself.
+	PortForwardTarget string
+	// Tools are the binaries to run; see EnsureTools.
+	Tools *Tools
+	// Log receives one line per step. Nil discards.
+	Log io.Writer
+}
+
+// MemberConfig describes one member cluster.
+type MemberConfig struct {
+	// Name is a DNS label; it names the kubeconfig (<Name>.kubeconfig).
+	Name string
+	// Nodes are the member's fake kwok nodes.
+	Nodes []NodeConfig
+}
+
+// NodeConfig describes one fake kwok node.
+type NodeConfig struct {
+	// Name defaults to <member>-node-<index>.
+	Name   string
+	CPU    string
+	Memory string
+	Pods   int
+	// Labels are added to the standard ones (type=kwok, kubernetes.io/hostname, kubernetes.io/os, …).
+	Labels map[string]string
+	Taints []corev1.Taint
+}
+
+// Defaults of a node when NodeConfig leaves them empty.
+const (
+	DefaultNodeCPU    = "16"
+	DefaultNodeMemory = "64Gi"
+	DefaultNodePods   = 110
+)
+
+// DefaultConfig is what the sandbox and the e2e suite start: a host and two members with three nodes each.
+func DefaultConfig(dir string) Config {
+	return Config{
+		Dir:     dir,
+		Prefix:  "tether",
+		Members: []MemberConfig{UniformMember("m1", 3, NodeConfig{}), UniformMember("m2", 3, NodeConfig{})},
+	}
+}
+
+// UniformMember returns a member of n nodes that all look like tmpl.
+func UniformMember(name string, n int, tmpl NodeConfig) MemberConfig {
+	m := MemberConfig{Name: name}
+	for range n {
+		node := tmpl
+		node.Labels = maps.Clone(tmpl.Labels)
+		node.Taints = append([]corev1.Taint(nil), tmpl.Taints...)
+		m.Nodes = append(m.Nodes, node)
+	}
+	return m
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// complete fills defaults in place.
+func (c *Config) complete() {
+	if c.Prefix == "" {
+		c.Prefix = "tether"
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	for i := range c.Members {
+		m := &c.Members[i]
+		for j := range m.Nodes {
+			n := &m.Nodes[j]
+			if n.Name == "" {
+				n.Name = fmt.Sprintf("%s-node-%d", m.Name, j)
+			}
+			if n.CPU == "" {
+				n.CPU = DefaultNodeCPU
+			}
+			if n.Memory == "" {
+				n.Memory = DefaultNodeMemory
+			}
+			if n.Pods == 0 {
+				n.Pods = DefaultNodePods
+			}
+		}
+	}
+}
+
+// validate reports every problem at once.
+func (c *Config) validate() error {
+	var errs []error
+	if c.Dir == "" {
+		errs = append(errs, errors.New("dir: must be set"))
+	}
+	if !dnsLabel.MatchString(c.Prefix) {
+		errs = append(errs, fmt.Errorf("prefix %q: must be a DNS label", c.Prefix))
+	}
+	if c.Tools == nil {
+		errs = append(errs, errors.New("tools: must be set (see EnsureTools)"))
+	}
+	seen := map[string]bool{HostName: true}
+	for i, m := range c.Members {
+		switch {
+		case !dnsLabel.MatchString(m.Name):
+			errs = append(errs, fmt.Errorf("members[%d].name %q: must be a DNS label", i, m.Name))
+		case seen[m.Name]:
+			errs = append(errs, fmt.Errorf("members[%d].name %q: used twice (or reserved)", i, m.Name))
+		}
+		seen[m.Name] = true
+		if len(m.Nodes) == 0 {
+			errs = append(errs, fmt.Errorf("members[%d] (%s): needs at least one node", i, m.Name))
+		}
+		for j, n := range m.Nodes {
+			for _, q := range []struct{ field, value string }{{"cpu", n.CPU}, {"memory", n.Memory}} {
+				if _, err := resource.ParseQuantity(q.value); err != nil {
+					errs = append(errs, fmt.Errorf("members[%d].nodes[%d].%s %q: %w", i, j, q.field, q.value, err))
+				}
+			}
+			if n.Pods < 0 {
+				errs = append(errs, fmt.Errorf("members[%d].nodes[%d].pods %d: must not be negative", i, j, n.Pods))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ParseLabels parses "k=v,k2=v2".
+func ParseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for kv := range strings.SplitSeq(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("label %q: want key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// ParseMemberLabels parses "m2=disktype=ssd" or "m2/0=disktype=ssd" (only the first node of m2) and applies it.
+func (c *Config) ParseMemberLabels(spec string) error {
+	target, labels, ok := strings.Cut(spec, "=")
+	if !ok {
+		return fmt.Errorf("member labels %q: want MEMBER[/NODE]=key=value[,key=value]", spec)
+	}
+	member, nodeIndex, hasIndex := strings.Cut(target, "/")
+	parsed, err := ParseLabels(labels)
+	if err != nil {
+		return fmt.Errorf("member labels %q: %w", spec, err)
+	}
+	for i := range c.Members {
+		m := &c.Members[i]
+		if m.Name != member {
+			continue
+		}
+		for j := range m.Nodes {
+			if hasIndex && nodeIndex != strconv.Itoa(j) {
+				continue
+			}
+			if m.Nodes[j].Labels == nil {
+				m.Nodes[j].Labels = map[string]string{}
+			}
+			for k, v := range parsed {
+				m.Nodes[j].Labels[k] = v
+			}
+			if hasIndex {
+				return nil
+			}
+		}
+		if hasIndex {
+			return fmt.Errorf("member labels %q: member %s has no node %s", spec, member, nodeIndex)
+		}
+		return nil
+	}
+	return fmt.Errorf("member labels %q: no member named %q", spec, member)
+}

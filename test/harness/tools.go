@@ -1,0 +1,269 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// recipe changes when the way tools are built changes, so that the cache key changes with it.
+const recipe = "3"
+
+// Tools are the binaries the harness runs. All paths are absolute.
+type Tools struct {
+	Dir                   string
+	KubeApiserver         string
+	KubeControllerManager string
+	KubeScheduler         string
+	Kubectl               string
+	Etcd                  string
+	Kwok                  string
+	Kwokctl               string
+	// KubernetesVersion is the pinned k8s.io/kubernetes version, e.g. v1.36.3.
+	KubernetesVersion string
+}
+
+// toolModule is one module under hack/tools and the packages built from it.
+type toolModule struct {
+	dir  string
+	pkgs []string
+}
+
+var toolModules = []toolModule{
+	{"kubernetes", []string{
+		"k8s.io/kubernetes/cmd/kube-apiserver",
+		"k8s.io/kubernetes/cmd/kube-controller-manager",
+		"k8s.io/kubernetes/cmd/kube-scheduler",
+		"k8s.io/kubernetes/cmd/kubectl",
+	}},
+	{"etcd", []string{"./cmd/etcd"}},
+	{"kwok", []string{"sigs.k8s.io/kwok/cmd/kwok", "sigs.k8s.io/kwok/cmd/kwokctl"}},
+}
+
+// DefaultCacheDir is $TETHER_CACHE_DIR, or tether/ under the user's cache directory (~/.cache/tether).
+func DefaultCacheDir() (string, error) {
+	if d := os.Getenv("TETHER_CACHE_DIR"); d != "" {
+		return filepath.Abs(d)
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("find a cache directory (set TETHER_CACHE_DIR): %w", err)
+	}
+	return filepath.Join(d, "tether"), nil
+}
+
+// EnsureTools returns the control-plane binaries pinned by the modules under <repoRoot>/hack/tools, building them
+// into <cacheDir>/tools/<key> first if that folder does not hold them yet. The key is a hash of the pins (go.mod,
+// go.sum and sources of each tools module), the Go version and the build recipe, so a changed pin rebuilds and
+// anything else reuses. Concurrent callers (a sandbox and a test run) wait for each other through a file lock.
+func EnsureTools(ctx context.Context, repoRoot, cacheDir string, log io.Writer) (*Tools, error) {
+	if log == nil {
+		log = io.Discard
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return nil, fmt.Errorf("step tools: the go command is not on PATH (install Go 1.26): %w", err)
+	}
+	toolsRoot := filepath.Join(repoRoot, "hack", "tools")
+	goVersion, err := output(ctx, toolsRoot, goBin, "env", "GOVERSION")
+	if err != nil {
+		return nil, fmt.Errorf("step tools: go env GOVERSION: %w", err)
+	}
+	key, err := toolsKey(toolsRoot, goVersion)
+	if err != nil {
+		return nil, fmt.Errorf("step tools: hash the pins under %s: %w", toolsRoot, err)
+	}
+	k8sVersion, err := output(ctx, filepath.Join(toolsRoot, "kubernetes"), goBin, "list", "-m", "-f", "{{.Version}}", "k8s.io/kubernetes")
+	if err != nil {
+		return nil, fmt.Errorf("step tools: read the pinned k8s.io/kubernetes version: %w", err)
+	}
+	dir := filepath.Join(cacheDir, "tools", key)
+	t := toolsIn(dir, k8sVersion)
+	if t.complete() {
+		return t, nil
+	}
+
+	if err := os.MkdirAll(filepath.Join(cacheDir, "tools"), 0o755); err != nil {
+		return nil, fmt.Errorf("step tools: %w", err)
+	}
+	unlock, err := lockFile(ctx, filepath.Join(cacheDir, "tools", key+".lock"))
+	if err != nil {
+		return nil, fmt.Errorf("step tools: %w", err)
+	}
+	defer unlock()
+	if t.complete() { // another process built them while we waited
+		return t, nil
+	}
+
+	tmp, err := os.MkdirTemp(filepath.Join(cacheDir, "tools"), key+".tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("step tools: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	fmt.Fprintf(log, "building control-plane binaries %s into %s (first run only: several minutes)\n", k8sVersion, dir)
+	for _, m := range toolModules {
+		logPath := filepath.Join(cacheDir, "tools", key+"-build-"+m.dir+".log")
+		args := []string{"build", "-o", tmp + string(os.PathSeparator)}
+		if m.dir == "kubernetes" {
+			args = append(args, "-ldflags", kubeVersionLDFlags(k8sVersion))
+		}
+		args = append(args, m.pkgs...)
+		fmt.Fprintf(log, "  go build %s (log: %s)\n", strings.Join(m.pkgs, " "), logPath)
+		if err := runLogged(ctx, filepath.Join(toolsRoot, m.dir), logPath, goBin, args...); err != nil {
+			return nil, fmt.Errorf("step tools: build %s failed, see %s: %w", m.dir, logPath, err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("step tools: %w", err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, fmt.Errorf("step tools: %w", err)
+	}
+	if !t.complete() {
+		return nil, fmt.Errorf("step tools: build finished but binaries are missing in %s", dir)
+	}
+	return t, nil
+}
+
+func toolsIn(dir, k8sVersion string) *Tools {
+	return &Tools{
+		Dir:                   dir,
+		KubeApiserver:         filepath.Join(dir, "kube-apiserver"),
+		KubeControllerManager: filepath.Join(dir, "kube-controller-manager"),
+		KubeScheduler:         filepath.Join(dir, "kube-scheduler"),
+		Kubectl:               filepath.Join(dir, "kubectl"),
+		Etcd:                  filepath.Join(dir, "etcd"),
+		Kwok:                  filepath.Join(dir, "kwok"),
+		Kwokctl:               filepath.Join(dir, "kwokctl"),
+		KubernetesVersion:     k8sVersion,
+	}
+}
+
+func (t *Tools) complete() bool {
+	for _, p := range []string{t.KubeApiserver, t.KubeControllerManager, t.KubeScheduler, t.Kubectl, t.Etcd, t.Kwok, t.Kwokctl} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode()&0o111 == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// kubeVersionLDFlags stamps a real version into the binaries: kwokctl reads `--version` to choose flags.
+func kubeVersionLDFlags(v string) string {
+	major, minor := "", ""
+	if parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3); len(parts) >= 2 {
+		major, minor = parts[0], parts[1]
+	}
+	var b strings.Builder
+	for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+		fmt.Fprintf(&b, " -X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean",
+			pkg, v, pkg, major, pkg, minor, pkg)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// toolsKey hashes every file of every tools module (they are small: go.mod, go.sum, a few .go files).
+func toolsKey(toolsRoot, goVersion string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "recipe %s\n%s\n", recipe, goVersion)
+	for _, m := range toolModules {
+		err := filepath.WalkDir(filepath.Join(toolsRoot, m.dir), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(toolsRoot, path)
+			fmt.Fprintf(h, "%s %d\n", rel, len(b))
+			h.Write(b)
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// lockFile takes an exclusive flock, waiting until ctx ends.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		return func() { f.Close() }, nil
+	case <-ctx.Done():
+		f.Close() // unblocks nothing, but the process is ending
+		return nil, ctx.Err()
+	}
+}
+
+func output(ctx context.Context, dir, name string, args ...string) (string, error) {
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// runLogged runs a command with stdout and stderr appended to logPath. The child gets its own process group, so
+// a Ctrl-C in the terminal reaches only us; we stop it through ctx.
+func runLogged(ctx context.Context, dir, logPath, name string, args ...string) error {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "$ %s %s\n", name, strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	err = cmd.Run()
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return errors.Join(ctxErr, err)
+	}
+	return err
+}
+
+// FindRepoRoot walks up from start to the folder that holds hack/tools (Tether's repository root).
+func FindRepoRoot(start string) (string, error) {
+	dir, err := filepath.Abs(start)
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "hack", "tools", "kubernetes", "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no hack/tools above %s: run from Tether's repository", start)
+		}
+		dir = parent
+	}
+}
