@@ -1,0 +1,231 @@
+// Package framework gives Tether's e2e suites their clusters: it starts a host and members with the harness once
+// per `go test` run and stops them afterwards, or reuses running ones when TETHER_E2E_CLUSTERS names the folder
+// of their kubeconfigs (a sandbox: TETHER_E2E_CLUSTERS=.sandbox). Tests get typed clients and the real kubectl.
+package framework
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/tetherkube/tether/test/harness"
+)
+
+// EnvClusters names a folder with a running harness (host.kubeconfig, m1.kubeconfig, … and harness.json) to
+// reuse instead of starting one.
+const EnvClusters = "TETHER_E2E_CLUSTERS"
+
+// Env is the clusters of a test run.
+type Env struct {
+	State   *harness.State
+	Host    *Cluster
+	Members []*Cluster
+	owned   bool
+}
+
+// Cluster is one cluster as tests see it.
+type Cluster struct {
+	Name       string
+	Kubeconfig string
+	Config     *rest.Config
+	Client     kubernetes.Interface
+	kubectl    string
+}
+
+// Run is the body of a suite's TestMain: it sets *env, runs the tests and tears down what it started.
+//
+//	var env *framework.Env
+//	func TestMain(m *testing.M) { os.Exit(framework.Run(m, &env)) }
+func Run(m *testing.M, env **Env) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e, err := Setup(ctx, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		return 1
+	}
+	*env = e
+	code := m.Run()
+	if err := e.Teardown(context.WithoutCancel(ctx)); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e teardown:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// Setup reuses the clusters named by TETHER_E2E_CLUSTERS, or starts the default harness in a temporary folder.
+func Setup(ctx context.Context, log io.Writer) (*Env, error) {
+	if dir := os.Getenv(EnvClusters); dir != "" {
+		st, err := harness.Load(dir)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%s: %w", EnvClusters, dir, err)
+		}
+		if err := harness.Healthy(ctx, st); err != nil {
+			return nil, fmt.Errorf("%s=%s: clusters not healthy: %w", EnvClusters, dir, err)
+		}
+		fmt.Fprintf(log, "e2e: reusing the clusters in %s\n", st.Dir)
+		return newEnv(st, false)
+	}
+	repo, err := harness.FindRepoRoot(".")
+	if err != nil {
+		return nil, err
+	}
+	cache, err := harness.DefaultCacheDir()
+	if err != nil {
+		return nil, err
+	}
+	tools, err := harness.EnsureTools(ctx, repo, cache, log)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "tether-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	cfg := harness.DefaultConfig(dir)
+	cfg.Tools = tools
+	cfg.Log = log
+	start := time.Now()
+	st, err := harness.Up(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "e2e: clusters up in %s (state in %s)\n", time.Since(start).Round(100*time.Millisecond), dir)
+	return newEnv(st, true)
+}
+
+func newEnv(st *harness.State, owned bool) (*Env, error) {
+	e := &Env{State: st, owned: owned}
+	for i, c := range st.Clusters {
+		cl, err := newCluster(c, st.Kubectl)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			e.Host = cl
+		} else {
+			e.Members = append(e.Members, cl)
+		}
+	}
+	return e, nil
+}
+
+func newCluster(c harness.Cluster, kubectl string) (*Cluster, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Name, err)
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	cfg.UserAgent = "tether-e2e"
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Name, err)
+	}
+	return &Cluster{Name: c.Name, Kubeconfig: c.Kubeconfig, Config: cfg, Client: cs, kubectl: kubectl}, nil
+}
+
+// Teardown stops the clusters when Setup started them; reused ones are left running.
+func (e *Env) Teardown(ctx context.Context) error {
+	if !e.owned {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	return harness.Down(ctx, e.State.Dir)
+}
+
+// KubectlResult is what one kubectl run printed and how it ended.
+type KubectlResult struct {
+	Stdout, Stderr string
+	ExitCode       int
+}
+
+// Kubectl runs the real kubectl against the cluster with args; stdin may be nil. A non-zero exit is not an error:
+// callers look at ExitCode. err reports only a kubectl that could not run or was stopped by ctx.
+func (c *Cluster) Kubectl(ctx context.Context, stdin io.Reader, args ...string) (KubectlResult, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, c.kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
+	err := cmd.Run()
+	res := KubectlResult{Stdout: stdout.String(), Stderr: stderr.String()}
+	var exitErr *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), ctx.Err())
+	case errors.As(err, &exitErr):
+		res.ExitCode = exitErr.ExitCode()
+	case err != nil:
+		return res, fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
+	}
+	return res, nil
+}
+
+// KubectlTimeout bounds one MustKubectl run, so that a stream that never ends fails the test instead of hanging it.
+const KubectlTimeout = 2 * time.Minute
+
+// MustKubectl runs kubectl and fails the test unless it exits 0 within KubectlTimeout; it returns stdout.
+func (c *Cluster) MustKubectl(t testing.TB, stdin io.Reader, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), KubectlTimeout)
+	defer cancel()
+	res, err := c.Kubectl(ctx, stdin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 0 {
+		t.Fatalf("kubectl %s: exit %d: %s", strings.Join(args, " "), res.ExitCode, res.Stderr)
+	}
+	return res.Stdout
+}
+
+// Namespace creates a namespace with a generated name in the cluster and deletes it when the test ends.
+func (c *Cluster) Namespace(t testing.TB, labels map[string]string) string {
+	t.Helper()
+	ns, err := c.Client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-", Labels: labels},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("%s: create namespace: %v", c.Name, err)
+	}
+	t.Cleanup(func() {
+		// t.Context() is over by now: the cleanup gets a short lifetime of its own.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.Client.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{}); err != nil {
+			t.Logf("%s: delete namespace %s: %v", c.Name, ns.Name, err)
+		}
+	})
+	return ns.Name
+}
+
+// Eventually polls cond every 200 ms until it returns nil, and fails the test with cond's last error after
+// timeout.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func(ctx context.Context) error) {
+	t.Helper()
+	var last error
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		last = cond(ctx)
+		return last == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: not within %s: %v", what, timeout, errors.Join(last, err))
+	}
+}
