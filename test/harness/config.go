@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // HostName is the name of the host cluster; its kubeconfig is <Dir>/host.kubeconfig.
@@ -147,6 +148,11 @@ func (c *Config) validate() error {
 			for _, q := range []struct{ field, value string }{{"cpu", n.CPU}, {"memory", n.Memory}} {
 				if _, err := resource.ParseQuantity(q.value); err != nil {
 					errs = append(errs, fmt.Errorf("members[%d].nodes[%d].%s %q: %w", i, j, q.field, q.value, err))
+				}
+			}
+			for k, v := range n.Labels {
+				for _, msg := range append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...) {
+					errs = append(errs, fmt.Errorf("members[%d].nodes[%d].labels %s=%s: %s", i, j, k, v, msg))
 				}
 			}
 			if n.Pods < 0 {

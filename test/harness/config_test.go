@@ -25,7 +25,7 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	cfg := Config{
 		Prefix: "Bad_Prefix",
 		Members: []MemberConfig{
-			{Name: "host", Nodes: []NodeConfig{{CPU: "lots", Memory: "1Gi", Pods: -1}}},
+			{Name: "host", Nodes: []NodeConfig{{CPU: "lots", Memory: "1Gi", Pods: -1, Labels: map[string]string{"bad key": "x"}}}},
 			{Name: "m1"},
 		},
 	}
@@ -34,7 +34,7 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 		t.Fatal("want an error")
 	}
 	for _, part := range []string{"dir: must be set", `prefix "Bad_Prefix"`, "tools: must be set", `"host": used twice (or reserved)`,
-		"members[0].nodes[0].cpu", "members[0].nodes[0].pods -1", "members[1] (m1): needs at least one node"} {
+		"members[0].nodes[0].cpu", "members[0].nodes[0].pods -1", "members[0].nodes[0].labels bad key=x", "members[1] (m1): needs at least one node"} {
 		if !strings.Contains(err.Error(), part) {
 			t.Errorf("error %q does not mention %q", err, part)
 		}

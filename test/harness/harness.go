@@ -110,7 +110,15 @@ func Up(ctx context.Context, cfg Config) (*State, error) {
 		// ctx may be over (Ctrl-C): cleaning up needs a lifetime of its own.
 		cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		if derr := Down(cleanupCtx, dir); derr != nil {
+		keepLogs := ctx.Err() == nil
+		if keepLogs {
+			// The component logs live in kwok's workdir, which stopping removes: keep a copy for the reader.
+			for _, c := range st.Clusters {
+				_ = os.CopyFS(filepath.Join(dir, logsDir, c.Name), os.DirFS(c.Logs))
+			}
+			err = fmt.Errorf("%w (logs kept in %s)", err, filepath.Join(dir, logsDir))
+		}
+		if derr := down(cleanupCtx, dir, keepLogs); derr != nil {
 			err = errors.Join(err, fmt.Errorf("and cleaning up failed: %w", derr))
 		}
 		return nil, err
@@ -153,12 +161,12 @@ func up(ctx context.Context, cfg Config, st *State) error {
 	for i, m := range cfg.Members {
 		c := st.Clusters[i+1]
 		if err := createNodes(ctx, c, m); err != nil {
-			return fmt.Errorf("step nodes of %s: %w (logs: %s)", m.Name, err, c.Logs)
+			return fmt.Errorf("step nodes of %s: %w", m.Name, err)
 		}
 	}
 	for _, c := range st.Clusters {
 		if err := waitUsable(ctx, c); err != nil {
-			return fmt.Errorf("step wait for %s: %w (logs: %s)", c.Name, err, c.Logs)
+			return fmt.Errorf("step wait for %s: %w", c.Name, err)
 		}
 	}
 	return nil
@@ -177,7 +185,7 @@ func createCluster(ctx context.Context, cfg Config, st *State, c Cluster, host b
 	err = st.kwokctl(ctx, logPath, "create", "cluster", "--name", c.KwokName, "--config", confPath,
 		"--kubeconfig", "", "--wait", "2m")
 	if err != nil {
-		return fmt.Errorf("step create cluster %s failed, see %s and %s: %w", c.Name, logPath, c.Logs, err)
+		return fmt.Errorf("step create cluster %s failed, see %s: %w", c.Name, logPath, err)
 	}
 	src := filepath.Join(cfg.Dir, kwokDir, "clusters", c.KwokName, "kubeconfig.yaml")
 	if err := writeKubeconfig(src, c.Kubeconfig, "tether-"+c.Name); err != nil {
@@ -400,7 +408,9 @@ func (s *State) save() error {
 // Down stops every process the harness in dir started and removes what it wrote there. A dir without a harness
 // is not an error. Processes are found through kwokctl and, should kwokctl fail, through the pid files it keeps;
 // nothing else is touched.
-func Down(ctx context.Context, dir string) error {
+func Down(ctx context.Context, dir string) error { return down(ctx, dir, false) }
+
+func down(ctx context.Context, dir string, keepLogs bool) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -427,7 +437,11 @@ func Down(ctx context.Context, dir string) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	for _, name := range []string{kwokDir, pkiDir, logsDir, configDir, "container.log"} {
+	remove := []string{kwokDir, pkiDir, configDir, "container.log"}
+	if !keepLogs {
+		remove = append(remove, logsDir)
+	}
+	for _, name := range remove {
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 			errs = append(errs, err)
 		}
