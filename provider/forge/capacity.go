@@ -1,0 +1,148 @@
+package forge
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	resourcehelper "k8s.io/component-helpers/resource"
+)
+
+// Capacity is what a virtual node offers the host scheduler.
+type Capacity struct {
+	// Allocatable = Σ allocatable of usable member nodes − requests of member pods on them that this host's
+	// Tether did not create (the host scheduler already counts ours). Never negative.
+	Allocatable corev1.ResourceList
+	// Fragments is the fragmentation digest.
+	Fragments Fragments
+	// UsableNodes names the member nodes counted.
+	UsableNodes []string
+	// OS and Arch are the most common ones among usable nodes (empty when there are none).
+	OS, Arch string
+}
+
+// Fragments is the content of AnnotationFragments: per resource, the largest free amount on one usable member node
+// (allocatable minus the requests of every pod on it, Tether's included), and the number of usable nodes. A pod
+// that asks for more than LargestFree of some resource fits no member node, whatever Allocatable says.
+type Fragments struct {
+	UsableNodes int                 `json:"usableNodes"`
+	LargestFree corev1.ResourceList `json:"largestFree,omitempty"`
+}
+
+// Encode is the annotation value of f.
+func (f Fragments) Encode() string {
+	b, _ := json.Marshal(f) // a struct of a count and a quantity map always marshals
+	return string(b)
+}
+
+// ParseFragments decodes AnnotationFragments.
+func ParseFragments(s string) (Fragments, error) {
+	var f Fragments
+	err := json.Unmarshal([]byte(s), &f)
+	return f, err
+}
+
+// UsableNode reports whether a member node can take new pods: Ready, schedulable, no NoSchedule or NoExecute taint.
+func UsableNode(n *corev1.Node) bool {
+	if n.Spec.Unschedulable {
+		return false
+	}
+	for _, t := range n.Spec.Taints {
+		if t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute {
+			return false
+		}
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// ComputeCapacity recomputes a virtual node's capacity from the member's nodes and pods, from scratch.
+func ComputeCapacity(nodes []*corev1.Node, pods []*corev1.Pod, owner Owner) Capacity {
+	usable := map[string]corev1.ResourceList{} // node → free
+	var names []string
+	total := corev1.ResourceList{}
+	osCount, archCount := map[string]int{}, map[string]int{}
+	for _, n := range nodes {
+		if !UsableNode(n) {
+			continue
+		}
+		names = append(names, n.Name)
+		usable[n.Name] = n.Status.Allocatable.DeepCopy()
+		addTo(total, n.Status.Allocatable)
+		osCount[n.Status.NodeInfo.OperatingSystem]++
+		archCount[n.Status.NodeInfo.Architecture]++
+	}
+	for _, p := range pods {
+		free, ok := usable[p.Spec.NodeName]
+		if !ok || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		req := podRequests(p)
+		subtractFrom(free, req)
+		if !owner.OwnsForCluster(p) {
+			subtractFrom(total, req)
+		}
+	}
+	frag := Fragments{UsableNodes: len(names), LargestFree: corev1.ResourceList{}}
+	for _, free := range usable {
+		for name, q := range free {
+			if cur, ok := frag.LargestFree[name]; !ok || q.Cmp(cur) > 0 {
+				frag.LargestFree[name] = q
+			}
+		}
+	}
+	slices.Sort(names)
+	return Capacity{Allocatable: clampZero(total), Fragments: Fragments{UsableNodes: frag.UsableNodes, LargestFree: clampZero(frag.LargestFree)},
+		UsableNodes: names, OS: mostCommon(osCount), Arch: mostCommon(archCount)}
+}
+
+// podRequests are a pod's effective requests (containers, init containers, overhead) plus one "pods".
+func podRequests(p *corev1.Pod) corev1.ResourceList {
+	req := resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{})
+	req[corev1.ResourcePods] = *resource.NewQuantity(1, resource.DecimalSI)
+	return req
+}
+
+func addTo(dst, src corev1.ResourceList) {
+	for name, q := range src {
+		cur := dst[name]
+		cur.Add(q)
+		dst[name] = cur
+	}
+}
+
+// subtractFrom subtracts the resources dst has; requests of resources a node does not offer do not count.
+func subtractFrom(dst, src corev1.ResourceList) {
+	for name, q := range src {
+		if cur, ok := dst[name]; ok {
+			cur.Sub(q)
+			dst[name] = cur
+		}
+	}
+}
+
+func clampZero(l corev1.ResourceList) corev1.ResourceList {
+	out := maps.Clone(l)
+	for name, q := range out {
+		if q.Sign() < 0 {
+			out[name] = *resource.NewQuantity(0, q.Format)
+		}
+	}
+	return out
+}
+
+func mostCommon(counts map[string]int) string {
+	best, n := "", 0
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		if counts[k] > n {
+			best, n = k, counts[k]
+		}
+	}
+	return best
+}

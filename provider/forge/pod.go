@@ -1,0 +1,220 @@
+package forge
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
+)
+
+// Scheduling is the content of AnnotationScheduling: the fields the webhook parked so that the host scheduler only
+// chooses a member, restored on the member pod so that the member scheduler honours them.
+type Scheduling struct {
+	NodeSelector              map[string]string                 `json:"nodeSelector,omitempty"`
+	Affinity                  *corev1.Affinity                  `json:"affinity,omitempty"`
+	Tolerations               []corev1.Toleration               `json:"tolerations,omitempty"`
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+}
+
+// ParseScheduling decodes AnnotationScheduling strictly, as the apiserver decodes objects: field names are
+// case-sensitive, and unknown or duplicate fields are errors.
+func ParseScheduling(s string) (*Scheduling, error) {
+	var out Scheduling
+	strict, err := kjson.UnmarshalStrict([]byte(s), &out, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
+	if err == nil && len(strict) > 0 {
+		err = errors.Join(strict...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("annotation %s: %w", AnnotationScheduling, err)
+	}
+	return &out, nil
+}
+
+// Encode is the annotation value of s.
+func (s *Scheduling) Encode() (string, error) {
+	b, err := json.Marshal(s)
+	return string(b), err
+}
+
+// PodOptions are the inputs of Pod besides the host pod.
+type PodOptions struct {
+	Owner     Owner
+	HostLevel HostLevel
+}
+
+// serviceAccountVolumePrefix names the projected token volume the host's ServiceAccount admission adds; the member
+// adds its own for the pod's ServiceAccount.
+const serviceAccountVolumePrefix = "kube-api-access-"
+
+// Pod returns the member pod for a host pod. The error is an invalid AnnotationScheduling: the pod must not be
+// created then.
+func Pod(host *corev1.Pod, opts PodOptions) (*corev1.Pod, error) {
+	labels := maps.Clone(host.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, opts.Owner.Labels())
+	annotations := maps.Clone(host.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	delete(annotations, AnnotationScheduling)
+	annotations[AnnotationHostUID] = string(host.UID)
+
+	member := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        host.Name,
+			Namespace:   host.Namespace,
+			Labels:      labels,
+			Annotations: annotations,
+		},
+		Spec: *host.Spec.DeepCopy(),
+	}
+	spec := &member.Spec
+	spec.NodeName = ""
+	// The host's scheduler chose the member; the member's default scheduler chooses the node.
+	spec.SchedulerName = ""
+	// Priority classes are cluster objects the member may not have; the system ones exist everywhere.
+	if !strings.HasPrefix(spec.PriorityClassName, "system-") {
+		spec.PriorityClassName = ""
+	}
+	spec.Priority = nil
+	spec.PreemptionPolicy = nil
+	// Readiness gates are set by host controllers; the host pod keeps them (see PodStatus).
+	spec.ReadinessGates = nil
+	spec.EphemeralContainers = nil
+	spec.Tolerations = slices.DeleteFunc(spec.Tolerations, isVirtualNodeToleration)
+	if len(spec.Tolerations) == 0 {
+		spec.Tolerations = nil
+	}
+	dropServiceAccountToken(spec)
+
+	if raw, ok := host.Annotations[AnnotationScheduling]; ok {
+		parked, err := ParseScheduling(raw)
+		if err != nil {
+			return nil, err
+		}
+		restoreScheduling(spec, parked)
+	} else {
+		dropHostLevelTerms(spec, opts.HostLevel)
+	}
+	return member, nil
+}
+
+func isVirtualNodeToleration(t corev1.Toleration) bool { return t.Key == TaintKey }
+
+// dropServiceAccountToken removes the host's projected ServiceAccount token volume and its mounts.
+func dropServiceAccountToken(spec *corev1.PodSpec) {
+	var dropped []string
+	spec.Volumes = slices.DeleteFunc(spec.Volumes, func(v corev1.Volume) bool {
+		if strings.HasPrefix(v.Name, serviceAccountVolumePrefix) && v.Projected != nil && slices.ContainsFunc(v.Projected.Sources,
+			func(s corev1.VolumeProjection) bool { return s.ServiceAccountToken != nil }) {
+			dropped = append(dropped, v.Name)
+			return true
+		}
+		return false
+	})
+	if len(dropped) == 0 {
+		return
+	}
+	unmount := func(cs []corev1.Container) {
+		for i := range cs {
+			cs[i].VolumeMounts = slices.DeleteFunc(cs[i].VolumeMounts, func(m corev1.VolumeMount) bool {
+				return slices.Contains(dropped, m.Name)
+			})
+		}
+	}
+	unmount(spec.InitContainers)
+	unmount(spec.Containers)
+}
+
+// restoreScheduling puts the parked fields back. What stayed on the host pod speaks only of virtual nodes, so the
+// parked fields replace it, except tolerations, which add up (the virtual-node one is already gone).
+func restoreScheduling(spec *corev1.PodSpec, parked *Scheduling) {
+	spec.NodeSelector = maps.Clone(parked.NodeSelector)
+	spec.Affinity = parked.Affinity.DeepCopy()
+	spec.TopologySpreadConstraints = slices.Clone(parked.TopologySpreadConstraints)
+	for _, t := range parked.Tolerations {
+		if !slices.ContainsFunc(spec.Tolerations, func(have corev1.Toleration) bool { return have.MatchToleration(&t) }) {
+			spec.Tolerations = append(spec.Tolerations, t)
+		}
+	}
+}
+
+// dropHostLevelTerms removes, from a pod that did not pass the webhook, node-selection terms that no member node
+// can satisfy because they speak of virtual nodes; the host scheduler already honoured them.
+func dropHostLevelTerms(spec *corev1.PodSpec, h HostLevel) {
+	for k, v := range spec.NodeSelector {
+		if h.isHostLevel(k, []string{v}) {
+			delete(spec.NodeSelector, k)
+		}
+	}
+	if len(spec.NodeSelector) == 0 {
+		spec.NodeSelector = nil
+	}
+	if spec.Affinity == nil || spec.Affinity.NodeAffinity == nil {
+		return
+	}
+	na := spec.Affinity.NodeAffinity
+	if req := na.RequiredDuringSchedulingIgnoredDuringExecution; req != nil {
+		// Terms are ORed: a term left empty after the cut was satisfied by the host's choice alone, so the
+		// whole requirement is met and goes.
+		var terms []corev1.NodeSelectorTerm
+		satisfied := false
+		for _, t := range req.NodeSelectorTerms {
+			t, emptied := cutTerm(t, h)
+			if emptied {
+				satisfied = true
+				break
+			}
+			terms = append(terms, t)
+		}
+		if satisfied || len(terms) == 0 {
+			na.RequiredDuringSchedulingIgnoredDuringExecution = nil
+		} else {
+			req.NodeSelectorTerms = terms
+		}
+	}
+	var prefs []corev1.PreferredSchedulingTerm
+	for _, p := range na.PreferredDuringSchedulingIgnoredDuringExecution {
+		if t, emptied := cutTerm(p.Preference, h); !emptied {
+			p.Preference = t
+			prefs = append(prefs, p)
+		}
+	}
+	na.PreferredDuringSchedulingIgnoredDuringExecution = prefs
+	if na.RequiredDuringSchedulingIgnoredDuringExecution == nil && len(prefs) == 0 {
+		spec.Affinity.NodeAffinity = nil
+	}
+	if *spec.Affinity == (corev1.Affinity{}) {
+		spec.Affinity = nil
+	}
+}
+
+// cutTerm removes host-level requirements from a term; emptied reports a term that had some and has none left.
+func cutTerm(t corev1.NodeSelectorTerm, h HostLevel) (corev1.NodeSelectorTerm, bool) {
+	before := len(t.MatchExpressions) + len(t.MatchFields)
+	t.MatchExpressions = slices.DeleteFunc(slices.Clone(t.MatchExpressions), func(r corev1.NodeSelectorRequirement) bool {
+		return h.isHostLevel(r.Key, r.Values)
+	})
+	// metadata.name in matchFields names nodes: on a virtual node's name it is host-level.
+	t.MatchFields = slices.DeleteFunc(slices.Clone(t.MatchFields), func(r corev1.NodeSelectorRequirement) bool {
+		return r.Key == "metadata.name" && len(r.Values) > 0 && !slices.ContainsFunc(r.Values, func(v string) bool {
+			return !strings.HasPrefix(v, h.VirtualNodePrefix)
+		})
+	})
+	after := len(t.MatchExpressions) + len(t.MatchFields)
+	if len(t.MatchExpressions) == 0 {
+		t.MatchExpressions = nil
+	}
+	if len(t.MatchFields) == 0 {
+		t.MatchFields = nil
+	}
+	return t, before > 0 && after == 0
+}
