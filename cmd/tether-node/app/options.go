@@ -1,0 +1,154 @@
+// Package app is tether-node's command: flags, the host connection, the member registry and one virtual node per
+// member, all in one process.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Options are tether-node's flags. Defaults do not cap a 1,000-pod burst: client-go would fall back to 5 QPS and
+// virtual-kubelet's queues to 10/s when nothing is set.
+type Options struct {
+	Kubeconfig     string
+	Members        []string // NAME=KUBECONFIG
+	Namespace      string
+	MemberSecrets  bool
+	ClusterID      string
+	NodePrefix     string
+	KeepLabelKeys  []string
+	KubeletAddress string
+	KubeletPort    int32
+
+	HostQPS     float32
+	HostBurst   int
+	MemberQPS   float32
+	MemberBurst int
+	QueueQPS    float64
+	QueueBurst  int
+	PodWorkers  int
+
+	Resync             time.Duration
+	HealthInterval     time.Duration
+	HealthTimeout      time.Duration
+	CapacityDebounce   time.Duration
+	NodeStatusInterval time.Duration
+	LeaseDuration      int32
+	LogLevel           string
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	return &Options{
+		Namespace:          "tether-system",
+		MemberSecrets:      true,
+		NodePrefix:         "tether-",
+		KubeletAddress:     "127.0.0.1",
+		KubeletPort:        10250,
+		HostQPS:            500,
+		HostBurst:          1000,
+		MemberQPS:          500,
+		MemberBurst:        1000,
+		QueueQPS:           1000,
+		QueueBurst:         2000,
+		PodWorkers:         20,
+		Resync:             5 * time.Minute,
+		HealthInterval:     5 * time.Second,
+		HealthTimeout:      3 * time.Second,
+		CapacityDebounce:   time.Second,
+		NodeStatusInterval: 30 * time.Second,
+		LeaseDuration:      40,
+		LogLevel:           "info",
+	}
+}
+
+// AddFlags registers every option.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig of the host cluster (default: in-cluster config, then $KUBECONFIG)")
+	fs.StringArrayVar(&o.Members, "member", o.Members, "a member cluster, NAME=KUBECONFIG (repeatable); more come from labelled Secrets")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Tether's namespace in the host, where member Secrets live")
+	fs.BoolVar(&o.MemberSecrets, "member-secrets", o.MemberSecrets, "serve members from host Secrets labelled tether.io/member (key kubeconfig) in --namespace, added and removed at runtime")
+	fs.StringVar(&o.ClusterID, "cluster-id", o.ClusterID, "name of the host cluster in ownership labels (default: UID of the host's kube-system namespace)")
+	fs.StringVar(&o.NodePrefix, "node-prefix", o.NodePrefix, "virtual nodes are named <prefix><member>")
+	fs.StringSliceVar(&o.KeepLabelKeys, "keep-label-keys", o.KeepLabelKeys, "label keys that describe virtual nodes, in addition to tether.io/member, type and kubernetes.io/hostname (same flag as tether-webhook)")
+	fs.StringVar(&o.KubeletAddress, "kubelet-address", o.KubeletAddress, "InternalIP of the virtual nodes: where the host apiserver reaches tether-node's kubelet API")
+	fs.Int32Var(&o.KubeletPort, "kubelet-port", o.KubeletPort, "port of tether-node's kubelet API, published on the virtual nodes")
+	fs.Float32Var(&o.HostQPS, "host-qps", o.HostQPS, "client QPS towards the host apiserver")
+	fs.IntVar(&o.HostBurst, "host-burst", o.HostBurst, "client burst towards the host apiserver")
+	fs.Float32Var(&o.MemberQPS, "member-qps", o.MemberQPS, "client QPS towards each member apiserver")
+	fs.IntVar(&o.MemberBurst, "member-burst", o.MemberBurst, "client burst towards each member apiserver")
+	fs.Float64Var(&o.QueueQPS, "queue-qps", o.QueueQPS, "rate of each pod controller work queue (items per second)")
+	fs.IntVar(&o.QueueBurst, "queue-burst", o.QueueBurst, "burst of each pod controller work queue")
+	fs.IntVar(&o.PodWorkers, "pod-workers", o.PodWorkers, "pod sync workers per virtual node")
+	fs.DurationVar(&o.Resync, "resync", o.Resync, "informer resync period (the periodic full reconcile)")
+	fs.DurationVar(&o.HealthInterval, "health-interval", o.HealthInterval, "how often each member's /readyz is probed")
+	fs.DurationVar(&o.HealthTimeout, "health-timeout", o.HealthTimeout, "timeout of one /readyz probe")
+	fs.DurationVar(&o.CapacityDebounce, "capacity-debounce", o.CapacityDebounce, "least time between two capacity recomputations of a node")
+	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", o.NodeStatusInterval, "how often node status is written when nothing changed")
+	fs.Int32Var(&o.LeaseDuration, "lease-duration", o.LeaseDuration, "node lease duration in seconds")
+	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
+}
+
+// MemberFlag is one --member value.
+type MemberFlag struct{ Name, Kubeconfig string }
+
+// Validate checks every option and returns all problems at once, with the parsed --member values.
+func (o *Options) Validate() ([]MemberFlag, error) {
+	var errs []error
+	var members []MemberFlag
+	seen := map[string]bool{}
+	for _, m := range o.Members {
+		name, path, ok := strings.Cut(m, "=")
+		switch {
+		case !ok || name == "" || path == "":
+			errs = append(errs, fmt.Errorf("--member %q: want NAME=KUBECONFIG", m))
+			continue
+		case len(validation.IsDNS1123Label(name)) > 0:
+			errs = append(errs, fmt.Errorf("--member %q: name must be a DNS label", m))
+		case seen[name]:
+			errs = append(errs, fmt.Errorf("--member %q: member %s given twice", m, name))
+		}
+		seen[name] = true
+		members = append(members, MemberFlag{name, path})
+	}
+	if len(members) == 0 && !o.MemberSecrets {
+		errs = append(errs, errors.New("no members: give --member or keep --member-secrets"))
+	}
+	if net.ParseIP(o.KubeletAddress) == nil {
+		errs = append(errs, fmt.Errorf("--kubelet-address %q: not an IP address", o.KubeletAddress))
+	}
+	if o.KubeletPort <= 0 || o.KubeletPort > 65535 {
+		errs = append(errs, fmt.Errorf("--kubelet-port %d: out of range", o.KubeletPort))
+	}
+	for _, p := range []struct {
+		name string
+		ok   bool
+	}{
+		{"--host-qps", o.HostQPS > 0}, {"--host-burst", o.HostBurst > 0}, {"--member-qps", o.MemberQPS > 0},
+		{"--member-burst", o.MemberBurst > 0}, {"--queue-qps", o.QueueQPS > 0}, {"--queue-burst", o.QueueBurst > 0},
+		{"--pod-workers", o.PodWorkers > 0}, {"--health-interval", o.HealthInterval > 0}, {"--health-timeout", o.HealthTimeout > 0},
+		{"--capacity-debounce", o.CapacityDebounce >= 0}, {"--node-status-interval", o.NodeStatusInterval > 0},
+		{"--lease-duration", o.LeaseDuration > 0}, {"--resync", o.Resync >= 0},
+	} {
+		if !p.ok {
+			errs = append(errs, fmt.Errorf("%s: must be positive", p.name))
+		}
+	}
+	if o.NodePrefix != "" && len(validation.IsDNS1123Subdomain(o.NodePrefix+"x")) > 0 {
+		errs = append(errs, fmt.Errorf("--node-prefix %q: node names must be DNS subdomains", o.NodePrefix))
+	}
+	return members, errors.Join(errs...)
+}
+
+func validateMemberName(name string) error {
+	if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+		return fmt.Errorf("member name %q: %s", name, strings.Join(msgs, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,310 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	"github.com/virtual-kubelet/virtual-kubelet/node"
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	corev1informers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/tetherkube/tether/provider"
+	"github.com/tetherkube/tether/provider/forge"
+)
+
+// Event reasons on member Secrets.
+const (
+	ReasonMemberStarted = "MemberStarted"
+	ReasonMemberInvalid = "InvalidMember"
+)
+
+// sharedHost is what all virtual nodes share: the host client, caches and event recorder.
+type sharedHost struct {
+	client     kubernetes.Interface
+	clusterID  string
+	pods       corev1informers.PodInformer
+	configMaps corev1informers.ConfigMapInformer
+	secrets    corev1informers.SecretInformer
+	services   corev1informers.ServiceInformer
+	sas        corev1informers.ServiceAccountInformer
+	recorder   record.EventRecorder
+}
+
+// registry runs one virtual node per member and starts and stops them as members come and go.
+type registry struct {
+	ctx    context.Context
+	o      *Options
+	host   *sharedHost
+	mu     sync.Mutex
+	active map[string]*running
+	wg     sync.WaitGroup
+}
+
+type running struct {
+	source     string // "flag" or the Secret's namespace/name
+	kubeconfig []byte // for Secrets: restart only when it changes
+	cancel     context.CancelFunc
+	alive      *atomic.Bool
+	done       chan struct{}
+}
+
+func newRegistry(ctx context.Context, o *Options, host *sharedHost) *registry {
+	return &registry{ctx: ctx, o: o, host: host, active: map[string]*running{}}
+}
+
+// start runs a member's virtual node in the background.
+func (r *registry) start(name, source string, cfg *rest.Config) error {
+	return r.startWithKubeconfig(name, source, cfg, nil)
+}
+
+func (r *registry) startWithKubeconfig(name, source string, cfg *rest.Config, raw []byte) error {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = r.o.MemberQPS, r.o.MemberBurst
+	cfg.UserAgent = "tether-node"
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	hostLevel := forge.DefaultHostLevel()
+	hostLevel.Keys = append(append([]string(nil), hostLevel.Keys...), r.o.KeepLabelKeys...)
+	hostLevel.VirtualNodePrefix = r.o.NodePrefix
+	m, err := provider.New(provider.Config{
+		Member:           name,
+		NodeName:         r.o.NodePrefix + name,
+		ClusterID:        r.host.clusterID,
+		HostLevel:        hostLevel,
+		MemberClient:     client,
+		HostClient:       r.host.client,
+		HostPods:         r.host.pods.Lister(),
+		HostConfigMaps:   r.host.configMaps.Lister(),
+		HostSecrets:      r.host.secrets.Lister(),
+		HostSAs:          r.host.sas.Lister(),
+		Recorder:         r.host.recorder,
+		InternalIP:       r.o.KubeletAddress,
+		KubeletPort:      r.o.KubeletPort,
+		Resync:           r.o.Resync,
+		HealthInterval:   r.o.HealthInterval,
+		HealthTimeout:    r.o.HealthTimeout,
+		CapacityDebounce: r.o.CapacityDebounce,
+	})
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.active[name]; ok {
+		if old.source != source {
+			return fmt.Errorf("member %s is already served (from %s)", name, old.source)
+		}
+		r.stopLocked(name)
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("member", name))
+	run := &running{source: source, kubeconfig: raw, cancel: cancel, alive: &atomic.Bool{}, done: make(chan struct{})}
+	run.alive.Store(true)
+	r.active[name] = run
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(run.done)
+		if err := r.runMember(ctx, m, run.alive); err != nil && ctx.Err() == nil {
+			log.G(ctx).WithError(err).Error("virtual node stopped")
+		}
+	}()
+	log.G(ctx).WithField("node", m.NodeName()).WithField("source", source).Info("serving member")
+	return nil
+}
+
+// runMember registers the virtual node, waits for the member's caches and runs the pod controller.
+func (r *registry) runMember(ctx context.Context, m *provider.Member, alive *atomic.Bool) error {
+	defer m.Shutdown()
+	nodes := r.host.client.CoreV1().Nodes()
+	nc, err := node.NewNodeController(m, m.Node(), nodes,
+		node.WithNodeEnableLeaseV1(r.host.client.CoordinationV1().Leases(corev1.NamespaceNodeLease), r.o.LeaseDuration),
+		node.WithNodeStatusUpdateInterval(r.o.NodeStatusInterval),
+		node.WithNodeStatusUpdateErrorHandler(func(ctx context.Context, err error) error {
+			if !apierrors.IsNotFound(err) {
+				return err
+			}
+			// Someone deleted the node: register it again.
+			_, err = nodes.Create(ctx, m.Node(), metav1.CreateOptions{})
+			return err
+		}),
+	)
+	if err != nil {
+		return err
+	}
+	limiter := func() workqueue.TypedRateLimiter[any] {
+		return workqueue.NewTypedMaxOfRateLimiter(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, time.Minute),
+			&workqueue.TypedBucketRateLimiter[any]{Limiter: rate.NewLimiter(rate.Limit(r.o.QueueQPS), r.o.QueueBurst)},
+		)
+	}
+	nodeName := m.NodeName()
+	pc, err := node.NewPodController(node.PodControllerConfig{
+		PodClient:                            r.host.client.CoreV1(),
+		PodInformer:                          r.host.pods,
+		EventRecorder:                        r.host.recorder,
+		Provider:                             m,
+		ConfigMapInformer:                    r.host.configMaps,
+		SecretInformer:                       r.host.secrets,
+		ServiceInformer:                      r.host.services,
+		SyncPodsFromKubernetesRateLimiter:    limiter(),
+		DeletePodsFromKubernetesRateLimiter:  limiter(),
+		SyncPodStatusFromProviderRateLimiter: limiter(),
+		PodEventFilterFunc: func(_ context.Context, p *corev1.Pod) bool {
+			// The shared informer keeps calling a stopped member's handlers: alive turns them off.
+			return alive.Load() && p.Spec.NodeName == nodeName
+		},
+		SkipDownwardAPIResolution: true,
+	})
+	if err != nil {
+		return err
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- nc.Run(ctx) }()
+	go m.RunNode(ctx)
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	go func() { errs <- pc.Run(ctx, r.o.PodWorkers) }()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errs:
+		return err
+	}
+}
+
+func (r *registry) stop(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopLocked(name)
+}
+
+func (r *registry) stopLocked(name string) {
+	run, ok := r.active[name]
+	if !ok {
+		return
+	}
+	run.alive.Store(false)
+	run.cancel()
+	delete(r.active, name)
+	<-run.done
+}
+
+func (r *registry) stopAll() {
+	r.mu.Lock()
+	for name := range r.active {
+		r.stopLocked(name)
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// watchSecrets serves members from host Secrets labelled tether.io/member in Tether's namespace: the label's value
+// (or the Secret's name) names the member, key kubeconfig holds its kubeconfig.
+func (r *registry) watchSecrets(ctx context.Context) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(r.host.client, r.o.Resync,
+		informers.WithNamespace(r.o.Namespace),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = forge.LabelMember }))
+	inf := factory.Core().V1().Secrets().Informer()
+	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { r.onSecret(ctx, obj) },
+		UpdateFunc: func(_, obj any) { r.onSecret(ctx, obj) },
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if s, ok := obj.(*corev1.Secret); ok {
+				r.onSecretDeleted(ctx, s)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	go func() {
+		<-ctx.Done()
+		factory.Shutdown()
+	}()
+	return nil
+}
+
+func memberName(s *corev1.Secret) string {
+	if v := s.Labels[forge.LabelMember]; v != "" {
+		return v
+	}
+	return s.Name
+}
+
+func (r *registry) onSecret(ctx context.Context, obj any) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return
+	}
+	name, source := memberName(s), "secret "+s.Namespace+"/"+s.Name
+	raw := s.Data["kubeconfig"]
+	r.mu.Lock()
+	cur, ok := r.active[name]
+	r.mu.Unlock()
+	if ok && cur.source == source && bytes.Equal(cur.kubeconfig, raw) {
+		return // resync, or a change that does not concern us
+	}
+	fail := func(err error) {
+		log.G(ctx).WithField("secret", s.Namespace+"/"+s.Name).WithError(err).Error("cannot serve member")
+		r.host.recorder.Eventf(s, corev1.EventTypeWarning, ReasonMemberInvalid, "member %s: %v", name, err)
+	}
+	if errs := validateMemberName(name); errs != nil {
+		fail(errs)
+		return
+	}
+	if len(raw) == 0 {
+		fail(fmt.Errorf("secret has no key kubeconfig"))
+		return
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(raw)
+	if err != nil {
+		fail(fmt.Errorf("invalid kubeconfig: %w", err))
+		return
+	}
+	if err := r.startWithKubeconfig(name, source, cfg, raw); err != nil {
+		fail(err)
+		return
+	}
+	r.host.recorder.Eventf(s, corev1.EventTypeNormal, ReasonMemberStarted, "serving member %s as node %s%s", name, r.o.NodePrefix, name)
+}
+
+func (r *registry) onSecretDeleted(ctx context.Context, s *corev1.Secret) {
+	name := memberName(s)
+	r.mu.Lock()
+	cur, ok := r.active[name]
+	if !ok || cur.source != "secret "+s.Namespace+"/"+s.Name {
+		r.mu.Unlock()
+		return
+	}
+	r.stopLocked(name)
+	r.mu.Unlock()
+	// The member is gone from the host: so is its virtual node (the host's pod GC then removes its pods).
+	nodeName := r.o.NodePrefix + name
+	if err := r.host.client.CoreV1().Nodes().Delete(ctx, nodeName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		log.G(ctx).WithError(err).WithField("node", nodeName).Error("delete virtual node of a removed member")
+	}
+	log.G(ctx).WithField("member", name).Info("member removed")
+}

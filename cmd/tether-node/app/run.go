@@ -1,0 +1,158 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	logruslogger "github.com/virtual-kubelet/virtual-kubelet/log/logrus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+)
+
+// NewCommand is tether-node's command.
+func NewCommand() *cobra.Command {
+	o := NewOptions()
+	cmd := &cobra.Command{
+		Use:   "tether-node",
+		Short: "Serve member clusters as virtual nodes of the host cluster",
+		Long: `tether-node serves every member cluster as one virtual node of the host cluster, in one process.
+A pod the host scheduler binds to a virtual node is created in its member; its status comes back.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			members, err := o.Validate()
+			if err != nil {
+				return err
+			}
+			ctx, err := withLogger(cmd.Context(), o.LogLevel)
+			if err != nil {
+				return err
+			}
+			return Run(ctx, o, members)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// withLogger sets up the one logging stack: virtual-kubelet's facade over logrus, with klog routed into it.
+func withLogger(ctx context.Context, level string) (context.Context, error) {
+	lvl, err := logrus.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	l := logrus.New()
+	l.SetLevel(lvl)
+	l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	entry := logrus.NewEntry(l)
+	logger := logruslogger.FromLogrus(entry)
+	log.L = logger
+	klog.SetOutput(entry.WithField("source", "klog").WriterLevel(logrus.InfoLevel))
+	klog.LogToStderr(false)
+	return log.WithLogger(ctx, logger), nil
+}
+
+// Run serves the members until ctx ends.
+func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
+	hostCfg, err := hostConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	hostCfg.QPS, hostCfg.Burst = o.HostQPS, o.HostBurst
+	hostCfg.UserAgent = "tether-node"
+	host, err := kubernetes.NewForConfig(hostCfg)
+	if err != nil {
+		return err
+	}
+	clusterID := o.ClusterID
+	if clusterID == "" {
+		ns, err := host.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("read the host's kube-system namespace for --cluster-id: %w", err)
+		}
+		clusterID = string(ns.UID)
+	}
+	log.G(ctx).WithField("clusterID", clusterID).Info("tether-node starting")
+
+	// One host pod informer for every virtual node: pods bound to some node. ConfigMaps, Secrets and
+	// ServiceAccounts feed the copies made in members.
+	podFactory := informers.NewSharedInformerFactoryWithOptions(host, o.Resync, informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+		lo.FieldSelector = fields.OneTermNotEqualSelector("spec.nodeName", "").String()
+	}))
+	depFactory := informers.NewSharedInformerFactory(host, o.Resync)
+	hostPods := podFactory.Core().V1().Pods()
+	shared := &sharedHost{
+		client:     host,
+		clusterID:  clusterID,
+		pods:       hostPods,
+		configMaps: depFactory.Core().V1().ConfigMaps(),
+		secrets:    depFactory.Core().V1().Secrets(),
+		services:   depFactory.Core().V1().Services(),
+		sas:        depFactory.Core().V1().ServiceAccounts(),
+	}
+	// Informers must be requested before the factory starts.
+	synced := []cache.InformerSynced{hostPods.Informer().HasSynced, shared.configMaps.Informer().HasSynced,
+		shared.secrets.Informer().HasSynced, shared.services.Informer().HasSynced, shared.sas.Informer().HasSynced}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: host.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	shared.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "tether-node"})
+
+	podFactory.Start(ctx.Done())
+	depFactory.Start(ctx.Done())
+	defer podFactory.Shutdown()
+	defer depFactory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("host caches did not sync: %w", ctx.Err())
+	}
+
+	reg := newRegistry(ctx, o, shared)
+	defer reg.stopAll()
+	for _, m := range flagMembers {
+		cfg, err := clientcmd.BuildConfigFromFlags("", m.Kubeconfig)
+		if err != nil {
+			return fmt.Errorf("--member %s=%s: %w", m.Name, m.Kubeconfig, err)
+		}
+		if err := reg.start(m.Name, "flag", cfg); err != nil {
+			return fmt.Errorf("--member %s: %w", m.Name, err)
+		}
+	}
+	if o.MemberSecrets {
+		if err := reg.watchSecrets(ctx); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	log.G(ctx).Info("tether-node stopping")
+	return nil
+}
+
+func hostConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	if cfg, err := rest.InClusterConfig(); err == nil {
+		return cfg, nil
+	}
+	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{})
+	cfg, err := loader.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no host cluster: not in a cluster, no --kubeconfig, and $KUBECONFIG does not work: %w", err)
+	}
+	return cfg, nil
+}

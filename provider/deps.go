@@ -1,0 +1,168 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tetherkube/tether/provider/forge"
+)
+
+// rootCAConfigMap is published in every namespace by each cluster itself: never copied.
+const rootCAConfigMap = "kube-root-ca.crt"
+
+// ensureDependencies creates or refreshes, in the member, what the member pod needs: its namespace, its
+// ServiceAccount and every ConfigMap and Secret it references, as copies this node owns. A missing optional
+// reference is skipped; a missing required one is an error naming it (the pod controller retries).
+func (m *Member) ensureDependencies(ctx context.Context, host, member *corev1.Pod) error {
+	if err := m.ensureNamespace(ctx, member.Namespace); err != nil {
+		return err
+	}
+	if sa := member.Spec.ServiceAccountName; sa != "" && sa != "default" {
+		if err := m.ensureServiceAccount(ctx, host, sa); err != nil {
+			return err
+		}
+	}
+	cms, secrets := forge.PodReferences(&host.Spec)
+	var missing []string
+	for _, ref := range cms {
+		if ref.Name == rootCAConfigMap {
+			continue
+		}
+		src, err := m.cfg.HostConfigMaps.ConfigMaps(host.Namespace).Get(ref.Name)
+		if apierrors.IsNotFound(err) {
+			if !ref.Optional {
+				missing = append(missing, "configmap/"+ref.Name)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := m.ensureConfigMap(ctx, host, src); err != nil {
+			return err
+		}
+	}
+	for _, ref := range secrets {
+		src, err := m.cfg.HostSecrets.Secrets(host.Namespace).Get(ref.Name)
+		if apierrors.IsNotFound(err) {
+			if !ref.Optional {
+				missing = append(missing, "secret/"+ref.Name)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if src.Type == corev1.SecretTypeServiceAccountToken {
+			continue // the host's token means nothing in the member
+		}
+		if err := m.ensureSecret(ctx, host, src); err != nil {
+			return err
+		}
+	}
+	if len(missing) > 0 {
+		msg := fmt.Sprintf("waiting for %v in the host namespace %s", missing, host.Namespace)
+		m.cfg.Recorder.Event(host, corev1.EventTypeWarning, ReasonMissingDependency, msg)
+		return errors.New(msg)
+	}
+	return nil
+}
+
+func (m *Member) ensureNamespace(ctx context.Context, name string) error {
+	if _, err := m.namespaces.Get(name); err == nil {
+		return nil
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+		forge.LabelManagedBy: forge.ManagedByTether, forge.LabelHostCluster: m.cfg.ClusterID,
+	}}}
+	_, err := m.cfg.MemberClient.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create member namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// copyMeta is the metadata of an owned copy of a host object.
+func (m *Member) copyMeta(src metav1.Object) metav1.ObjectMeta {
+	labels := maps.Clone(src.GetLabels())
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, m.owner.Labels())
+	return metav1.ObjectMeta{Name: src.GetName(), Namespace: src.GetNamespace(), Labels: labels,
+		Annotations: map[string]string{forge.AnnotationHostUID: string(src.GetUID())}}
+}
+
+func (m *Member) ensureServiceAccount(ctx context.Context, host *corev1.Pod, name string) error {
+	src, err := m.cfg.HostSAs.ServiceAccounts(host.Namespace).Get(name)
+	if err != nil {
+		return fmt.Errorf("service account %s/%s: %w", host.Namespace, name, err)
+	}
+	if _, err := m.sas.ServiceAccounts(host.Namespace).Get(name); err == nil {
+		return nil
+	}
+	want := &corev1.ServiceAccount{ObjectMeta: m.copyMeta(src), AutomountServiceAccountToken: src.AutomountServiceAccountToken}
+	return m.createCopy(ctx, host, "serviceaccount", name, func() error {
+		_, err := m.cfg.MemberClient.CoreV1().ServiceAccounts(host.Namespace).Create(ctx, want, metav1.CreateOptions{})
+		return err
+	})
+}
+
+func (m *Member) ensureConfigMap(ctx context.Context, host *corev1.Pod, src *corev1.ConfigMap) error {
+	want := &corev1.ConfigMap{ObjectMeta: m.copyMeta(src), Data: src.Data, BinaryData: src.BinaryData, Immutable: src.Immutable}
+	have, err := m.configMaps.ConfigMaps(src.Namespace).Get(src.Name)
+	if err == nil {
+		if equality.Semantic.DeepEqual(have.Data, want.Data) && equality.Semantic.DeepEqual(have.BinaryData, want.BinaryData) &&
+			have.Annotations[forge.AnnotationHostUID] == string(src.UID) {
+			return nil
+		}
+		up := have.DeepCopy()
+		up.Data, up.BinaryData, up.Labels, up.Annotations = want.Data, want.BinaryData, want.Labels, want.Annotations
+		_, err = m.cfg.MemberClient.CoreV1().ConfigMaps(src.Namespace).Update(ctx, up, metav1.UpdateOptions{})
+		return err
+	}
+	return m.createCopy(ctx, host, "configmap", src.Name, func() error {
+		_, err := m.cfg.MemberClient.CoreV1().ConfigMaps(src.Namespace).Create(ctx, want, metav1.CreateOptions{})
+		return err
+	})
+}
+
+func (m *Member) ensureSecret(ctx context.Context, host *corev1.Pod, src *corev1.Secret) error {
+	want := &corev1.Secret{ObjectMeta: m.copyMeta(src), Data: src.Data, Type: src.Type, Immutable: src.Immutable}
+	have, err := m.secrets.Secrets(src.Namespace).Get(src.Name)
+	if err == nil {
+		if equality.Semantic.DeepEqual(have.Data, want.Data) && have.Annotations[forge.AnnotationHostUID] == string(src.UID) {
+			return nil
+		}
+		up := have.DeepCopy()
+		up.Data, up.Labels, up.Annotations = want.Data, want.Labels, want.Annotations
+		_, err = m.cfg.MemberClient.CoreV1().Secrets(src.Namespace).Update(ctx, up, metav1.UpdateOptions{})
+		return err
+	}
+	return m.createCopy(ctx, host, "secret", src.Name, func() error {
+		_, err := m.cfg.MemberClient.CoreV1().Secrets(src.Namespace).Create(ctx, want, metav1.CreateOptions{})
+		return err
+	})
+}
+
+// createCopy creates an owned copy. An object of that name that the cache of owned copies does not hold is either
+// one being created (a race with ourselves) or not ours: it is left untouched either way.
+func (m *Member) createCopy(ctx context.Context, host *corev1.Pod, kind, name string, create func() error) error {
+	err := create()
+	if apierrors.IsAlreadyExists(err) {
+		log.G(ctx).WithField("object", kind+"/"+host.Namespace+"/"+name).Debug("member already has it; an unowned one is left untouched")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("copy %s %s/%s to member %s: %w", kind, host.Namespace, name, m.cfg.Member, err)
+	}
+	return nil
+}

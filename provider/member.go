@@ -1,0 +1,192 @@
+// Package provider is one member cluster seen as a virtual node of the host: the virtual-kubelet pod lifecycle
+// handler (pods down, status up), the node's status and capacity, and the member connection state behind both.
+// Everything reads informer caches; the only API calls are the writes a change needs.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/tetherkube/tether/provider/forge"
+)
+
+// Config is what one member's virtual node needs.
+type Config struct {
+	// Member names the member cluster; NodeName the virtual node (tether-<member> by default).
+	Member   string
+	NodeName string
+	// ClusterID names the host cluster in every ownership label.
+	ClusterID string
+	HostLevel forge.HostLevel
+
+	MemberClient kubernetes.Interface
+	HostClient   kubernetes.Interface
+	// Host listers, shared by all members.
+	HostPods       corev1listers.PodLister
+	HostConfigMaps corev1listers.ConfigMapLister
+	HostSecrets    corev1listers.SecretLister
+	HostSAs        corev1listers.ServiceAccountLister
+	// Recorder writes events on host objects.
+	Recorder record.EventRecorder
+
+	// InternalIP and KubeletPort are where the host apiserver reaches Tether's kubelet API for this node.
+	InternalIP  string
+	KubeletPort int32
+	// Resync is the informers' periodic resync: the level-triggered safety net.
+	Resync time.Duration
+	// HealthInterval and HealthTimeout pace the member /readyz probe.
+	HealthInterval, HealthTimeout time.Duration
+	// CapacityDebounce is the least time between two capacity recomputations.
+	CapacityDebounce time.Duration
+}
+
+// Member is the virtual node of one member cluster. It implements virtual-kubelet's PodLifecycleHandler,
+// PodNotifier and NodeProvider.
+type Member struct {
+	cfg   Config
+	owner forge.Owner
+
+	factory    informers.SharedInformerFactory // whole member: pods and nodes (capacity), namespaces
+	ownFactory informers.SharedInformerFactory // member objects this host owns: configmaps, secrets, SAs
+	pods       corev1listers.PodLister
+	nodes      corev1listers.NodeLister
+	namespaces corev1listers.NamespaceLister
+	configMaps corev1listers.ConfigMapLister
+	secrets    corev1listers.SecretLister
+	sas        corev1listers.ServiceAccountLister
+	synced     []cache.InformerSynced
+
+	mu         sync.Mutex
+	notifyPod  func(*corev1.Pod)
+	notifyNode func(*corev1.Node)
+
+	// ctx is Start's: the lifetime of work that informer handlers start.
+	ctx context.Context
+
+	recompute chan struct{}
+	reachable atomic.Bool
+	health    atomic.Pointer[string] // last probe error, nil when healthy
+}
+
+// New builds a member's virtual node; Run starts it.
+func New(cfg Config) (*Member, error) {
+	if cfg.Member == "" || cfg.NodeName == "" || cfg.ClusterID == "" {
+		return nil, errors.New("member, node name and cluster id must be set")
+	}
+	if cfg.MemberClient == nil || cfg.HostClient == nil || cfg.HostPods == nil || cfg.Recorder == nil {
+		return nil, errors.New("member and host clients, host pod lister and event recorder must be set")
+	}
+	owner := forge.Owner{ClusterID: cfg.ClusterID, NodeName: cfg.NodeName}
+	m := &Member{
+		cfg:       cfg,
+		owner:     owner,
+		factory:   informers.NewSharedInformerFactory(cfg.MemberClient, cfg.Resync),
+		recompute: make(chan struct{}, 1),
+		ownFactory: informers.NewSharedInformerFactoryWithOptions(cfg.MemberClient, cfg.Resync,
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = owner.Selector() })),
+	}
+	pods := m.factory.Core().V1().Pods()
+	nodes := m.factory.Core().V1().Nodes()
+	namespaces := m.factory.Core().V1().Namespaces()
+	cms := m.ownFactory.Core().V1().ConfigMaps()
+	secrets := m.ownFactory.Core().V1().Secrets()
+	sas := m.ownFactory.Core().V1().ServiceAccounts()
+	m.pods, m.nodes, m.namespaces = pods.Lister(), nodes.Lister(), namespaces.Lister()
+	m.configMaps, m.secrets, m.sas = cms.Lister(), secrets.Lister(), sas.Lister()
+	for _, inf := range []cache.SharedIndexInformer{pods.Informer(), nodes.Informer(), namespaces.Informer(), cms.Informer(), secrets.Informer(), sas.Informer()} {
+		m.synced = append(m.synced, inf.HasSynced)
+	}
+	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { m.onMemberPod(nil, obj) },
+		UpdateFunc: func(old, obj any) { m.onMemberPod(old, obj) },
+		DeleteFunc: m.onMemberPodDeleted,
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { m.triggerRecompute() },
+		UpdateFunc: func(old, obj any) { m.onMemberNode(old, obj) },
+		DeleteFunc: func(any) { m.triggerRecompute() },
+	}); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Name is the member's name.
+func (m *Member) Name() string { return m.cfg.Member }
+
+// NodeName is the virtual node's name.
+func (m *Member) NodeName() string { return m.cfg.NodeName }
+
+// Start starts the member informers and waits until they have synced or ctx ends. An unreachable member keeps it
+// waiting; the node says so meanwhile (see RunNode).
+func (m *Member) Start(ctx context.Context) error {
+	m.ctx = log.WithLogger(ctx, log.G(ctx).WithField("member", m.cfg.Member))
+	m.factory.Start(ctx.Done())
+	m.ownFactory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), m.synced...) {
+		return fmt.Errorf("member %s: caches did not sync: %w", m.cfg.Member, ctx.Err())
+	}
+	log.G(ctx).WithField("member", m.cfg.Member).Info("member caches synced")
+	m.triggerRecompute()
+	return nil
+}
+
+// Shutdown waits for the informers to stop after ctx ended.
+func (m *Member) Shutdown() {
+	m.factory.Shutdown()
+	m.ownFactory.Shutdown()
+}
+
+func (m *Member) triggerRecompute() {
+	select {
+	case m.recompute <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Member) onMemberNode(old, obj any) {
+	o, ok1 := old.(*corev1.Node)
+	n, ok2 := obj.(*corev1.Node)
+	// Heartbeats change nothing the virtual node shows: only usability and allocatable matter.
+	if ok1 && ok2 && forge.UsableNode(o) == forge.UsableNode(n) && equalResources(o.Status.Allocatable, n.Status.Allocatable) {
+		return
+	}
+	m.triggerRecompute()
+}
+
+// ownedPods lists this node's member pods from the cache.
+func (m *Member) ownedPods() ([]*corev1.Pod, error) {
+	sel, err := labels.Parse(m.owner.Selector())
+	if err != nil {
+		return nil, err
+	}
+	return m.pods.List(sel)
+}
+
+func equalResources(a, b corev1.ResourceList) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || v.Cmp(w) != 0 {
+			return false
+		}
+	}
+	return true
+}

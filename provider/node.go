@@ -1,0 +1,209 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/tetherkube/tether/provider/forge"
+)
+
+// Node conditions' reasons.
+const (
+	ReasonMemberReady       = "MemberReady"
+	ReasonMemberUnreachable = "MemberUnreachable"
+	ReasonNoUsableNodes     = "NoUsableNodes"
+	ReasonMemberSyncing     = "MemberSyncing"
+)
+
+// Node is the virtual node as registered at start: labels, taint and a status that says the member is not known
+// yet. Spec is written only when the node is created, so a cordon (spec.unschedulable) is never undone.
+func (m *Member) Node() *corev1.Node {
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: m.cfg.NodeName,
+			Labels: map[string]string{
+				forge.NodeTypeKey:        forge.NodeType,
+				"kubernetes.io/role":     "agent",
+				"kubernetes.io/hostname": m.cfg.NodeName,
+				forge.LabelMember:        m.cfg.Member,
+			},
+		},
+		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: forge.TaintKey, Value: forge.TaintValue, Effect: corev1.TaintEffectNoSchedule}}},
+	}
+	n.Status = m.nodeStatus(nil, ReasonMemberSyncing, "waiting for the member's caches", forge.Capacity{})
+	return n
+}
+
+// Ping reports Tether's own liveness: the lease says tether-node runs; whether the member is reachable is the
+// Ready condition's business, with its own reason.
+func (m *Member) Ping(context.Context) error { return nil }
+
+// NotifyNodeStatus registers the node controller's status callback.
+func (m *Member) NotifyNodeStatus(_ context.Context, cb func(*corev1.Node)) {
+	m.mu.Lock()
+	m.notifyNode = cb
+	m.mu.Unlock()
+}
+
+// RunNode probes the member and recomputes the node's status (at most once per CapacityDebounce) until ctx ends.
+func (m *Member) RunNode(ctx context.Context) {
+	probe := time.NewTicker(m.cfg.HealthInterval)
+	defer probe.Stop()
+	var last *corev1.Node
+	m.probe(ctx)
+	for {
+		node := m.currentNode()
+		if last != nil {
+			keepTransitionTimes(last, node)
+		}
+		if last == nil || !sameNode(last, node) {
+			m.mu.Lock()
+			cb := m.notifyNode
+			m.mu.Unlock()
+			if cb != nil {
+				cb(node)
+				last = node
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-probe.C:
+			m.probe(ctx)
+		case <-m.recompute:
+			// Debounce: a burst of pod events costs one recomputation.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(m.cfg.CapacityDebounce):
+			}
+		}
+	}
+}
+
+// probe asks the member's /readyz, with a timeout.
+func (m *Member) probe(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.HealthTimeout)
+	defer cancel()
+	_, err := m.cfg.MemberClient.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	was := m.reachable.Load()
+	if err != nil {
+		msg := err.Error()
+		m.health.Store(&msg)
+		m.reachable.Store(false)
+		if was {
+			log.G(ctx).WithField("member", m.cfg.Member).WithError(err).Warn("member unreachable")
+		}
+		return
+	}
+	m.health.Store(nil)
+	m.reachable.Store(true)
+	if !was {
+		log.G(ctx).WithField("member", m.cfg.Member).Info("member reachable")
+	}
+}
+
+// currentNode computes the node from the caches, from scratch.
+func (m *Member) currentNode() *corev1.Node {
+	n := m.Node()
+	var capacity forge.Capacity
+	synced := true
+	for _, s := range m.synced {
+		synced = synced && s()
+	}
+	reason, msg := ReasonMemberSyncing, "waiting for the member's caches"
+	if synced {
+		nodes, _ := m.nodes.List(labels.Everything()) // listers do not fail
+		pods, _ := m.pods.List(labels.Everything())
+		capacity = forge.ComputeCapacity(nodes, pods, m.owner)
+		reason = ReasonMemberReady
+		msg = fmt.Sprintf("%d usable member nodes: %s", len(capacity.UsableNodes), strings.Join(capacity.UsableNodes, ", "))
+		if len(capacity.UsableNodes) == 0 {
+			reason, msg = ReasonNoUsableNodes, fmt.Sprintf("none of the member's %d nodes is Ready, schedulable and untainted", len(nodes))
+		}
+		if capacity.OS != "" {
+			n.Labels["kubernetes.io/os"] = capacity.OS
+			n.Labels["kubernetes.io/arch"] = capacity.Arch
+		}
+		n.Annotations = map[string]string{forge.AnnotationFragments: capacity.Fragments.Encode()}
+	}
+	if !m.reachable.Load() {
+		reason, msg = ReasonMemberUnreachable, "member apiserver does not answer /readyz"
+		if e := m.health.Load(); e != nil {
+			msg += ": " + *e
+		}
+	}
+	n.Status = m.nodeStatus(capacity.Allocatable, reason, msg, capacity)
+	return n
+}
+
+func (m *Member) nodeStatus(allocatable corev1.ResourceList, reason, msg string, c forge.Capacity) corev1.NodeStatus {
+	ready := corev1.ConditionFalse
+	if reason == ReasonMemberReady {
+		ready = corev1.ConditionTrue
+	}
+	if allocatable == nil {
+		allocatable = corev1.ResourceList{}
+	}
+	now := metav1.Now()
+	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
+		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
+	}
+	return corev1.NodeStatus{
+		Capacity:    allocatable,
+		Allocatable: allocatable,
+		Conditions: []corev1.NodeCondition{
+			cond(corev1.NodeReady, ready, reason, msg),
+			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "MemberHasSufficientMemory", "pressure is the member's business"),
+			cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "MemberHasNoDiskPressure", "pressure is the member's business"),
+			cond(corev1.NodePIDPressure, corev1.ConditionFalse, "MemberHasSufficientPID", "pressure is the member's business"),
+		},
+		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: m.cfg.InternalIP}, {Type: corev1.NodeHostName, Address: m.cfg.NodeName}},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: m.cfg.KubeletPort}},
+		NodeInfo: corev1.NodeSystemInfo{
+			OperatingSystem: orDefault(c.OS, "linux"),
+			Architecture:    orDefault(c.Arch, "amd64"),
+			KubeletVersion:  "tether",
+		},
+	}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// keepTransitionTimes carries a condition's LastTransitionTime over while its status stays.
+func keepTransitionTimes(prev, next *corev1.Node) {
+	for i, c := range next.Status.Conditions {
+		for _, p := range prev.Status.Conditions {
+			if p.Type == c.Type && p.Status == c.Status {
+				next.Status.Conditions[i].LastTransitionTime = p.LastTransitionTime
+			}
+		}
+	}
+}
+
+// sameNode compares what the node shows, ignoring heartbeat times (the node controller refreshes those).
+func sameNode(a, b *corev1.Node) bool {
+	strip := func(n *corev1.Node) *corev1.Node {
+		n = n.DeepCopy()
+		for i := range n.Status.Conditions {
+			n.Status.Conditions[i].LastHeartbeatTime = metav1.Time{}
+		}
+		return n
+	}
+	a, b = strip(a), strip(b)
+	return equality.Semantic.DeepEqual(a.Status, b.Status) && equality.Semantic.DeepEqual(a.Labels, b.Labels) &&
+		equality.Semantic.DeepEqual(a.Annotations, b.Annotations)
+}

@@ -1,0 +1,261 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/tetherkube/tether/provider/forge"
+)
+
+// Event reasons on host pods.
+const (
+	ReasonInvalidScheduling = "InvalidSchedulingAnnotation"
+	ReasonNameConflict      = "MemberNameConflict"
+	ReasonMemberPodDeleted  = "MemberPodDeleted"
+	ReasonMissingDependency = "MissingDependency"
+)
+
+// CreatePod creates the member pod of a host pod, after what it needs in the member. A member pod this node already
+// owns for the same host pod is adopted, with no write.
+func (m *Member) CreatePod(ctx context.Context, host *corev1.Pod) error {
+	key := host.Namespace + "/" + host.Name
+	if existing, err := m.pods.Pods(host.Namespace).Get(host.Name); err == nil {
+		return m.reconcileExisting(ctx, host, existing)
+	}
+	member, err := forge.Pod(host, forge.PodOptions{Owner: m.owner, HostLevel: m.cfg.HostLevel})
+	if err != nil {
+		m.cfg.Recorder.Event(host, corev1.EventTypeWarning, ReasonInvalidScheduling, err.Error())
+		m.pushHostStatus(host, pendingStatus(host, ReasonInvalidScheduling, err.Error()))
+		return nil // nothing to retry until the pod changes
+	}
+	if err := m.ensureDependencies(ctx, host, member); err != nil {
+		return err
+	}
+	_, err = m.cfg.MemberClient.CoreV1().Pods(member.Namespace).Create(ctx, member, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// The cache lags behind a create of ours or someone else's: decide on the live object.
+		existing, gerr := m.cfg.MemberClient.CoreV1().Pods(host.Namespace).Get(ctx, host.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("create member pod %s: %w", key, gerr)
+		}
+		return m.reconcileExisting(ctx, host, existing)
+	}
+	if err != nil {
+		return fmt.Errorf("create member pod %s: %w", key, err)
+	}
+	log.G(ctx).WithField("pod", key).WithField("member", m.cfg.Member).Debug("member pod created")
+	return nil
+}
+
+// reconcileExisting decides about a member pod found where a host pod's copy should be.
+func (m *Member) reconcileExisting(ctx context.Context, host, existing *corev1.Pod) error {
+	key := host.Namespace + "/" + host.Name
+	switch {
+	case !m.owner.Owns(existing):
+		msg := fmt.Sprintf("member %s already has pod %s that Tether does not own; it is left untouched", m.cfg.Member, key)
+		m.cfg.Recorder.Event(host, corev1.EventTypeWarning, ReasonNameConflict, msg)
+		return fmt.Errorf("%s", msg)
+	case existing.Annotations[forge.AnnotationHostUID] == string(host.UID):
+		return nil // adopted
+	default:
+		// A copy of an earlier host pod of the same name (a StatefulSet's, say): remove it, then create anew.
+		if err := m.deleteMemberPod(ctx, existing, nil); err != nil {
+			return err
+		}
+		return fmt.Errorf("member pod %s belongs to an earlier host pod; deleted it, will create anew", key)
+	}
+}
+
+// UpdatePod has nothing to do: the member pod's spec is immutable in what matters, and labels stay the host's.
+func (m *Member) UpdatePod(context.Context, *corev1.Pod) error { return nil }
+
+// DeletePod deletes the member pod of a host pod with the host's grace period and a UID precondition. The host pod
+// goes once the member pod is gone (see onMemberPodDeleted).
+func (m *Member) DeletePod(ctx context.Context, host *corev1.Pod) error {
+	member, err := m.pods.Pods(host.Namespace).Get(host.Name)
+	if apierrors.IsNotFound(err) {
+		m.pushTerminated(host)
+		return errdefs.NotFoundf("member pod %s/%s not found", host.Namespace, host.Name)
+	}
+	if err != nil {
+		return err
+	}
+	if !m.owner.Owns(member) || member.Annotations[forge.AnnotationHostUID] != string(host.UID) {
+		return errdefs.NotFoundf("no member pod of %s/%s (uid %s)", host.Namespace, host.Name, host.UID)
+	}
+	return m.deleteMemberPod(ctx, member, host.DeletionGracePeriodSeconds)
+}
+
+func (m *Member) deleteMemberPod(ctx context.Context, member *corev1.Pod, grace *int64) error {
+	err := m.cfg.MemberClient.CoreV1().Pods(member.Namespace).Delete(ctx, member.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: grace,
+		Preconditions:      metav1.NewUIDPreconditions(string(member.UID)),
+	})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil // gone, or replaced by a pod that is not this one
+	}
+	if err != nil {
+		return fmt.Errorf("delete member pod %s/%s: %w", member.Namespace, member.Name, err)
+	}
+	return nil
+}
+
+// GetPod returns the host view of a member pod this node owns: the host pod with the member's status. A member pod
+// whose host pod is gone comes back as a bare pod, so that the pod controller deletes it.
+func (m *Member) GetPod(_ context.Context, namespace, name string) (*corev1.Pod, error) {
+	member, err := m.pods.Pods(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil, errdefs.NotFoundf("pod %s/%s not found in member %s", namespace, name, m.cfg.Member)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !m.owner.Owns(member) {
+		return nil, errdefs.NotFoundf("pod %s/%s in member %s is not Tether's", namespace, name, m.cfg.Member)
+	}
+	return m.hostView(member), nil
+}
+
+func (m *Member) hostView(member *corev1.Pod) *corev1.Pod {
+	host, err := m.cfg.HostPods.Pods(member.Namespace).Get(member.Name)
+	if err != nil || string(host.UID) != member.Annotations[forge.AnnotationHostUID] {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+			Namespace: member.Namespace, Name: member.Name, UID: types.UID(member.Annotations[forge.AnnotationHostUID]),
+		}, Status: member.Status}
+	}
+	out := host.DeepCopy()
+	out.Status = forge.PodStatus(host, member)
+	return out
+}
+
+// GetPodStatus returns the host view of a member pod's status.
+func (m *Member) GetPodStatus(ctx context.Context, namespace, name string) (*corev1.PodStatus, error) {
+	p, err := m.GetPod(ctx, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	return &p.Status, nil
+}
+
+// GetPods returns the host view of every member pod this node owns.
+func (m *Member) GetPods(context.Context) ([]*corev1.Pod, error) {
+	pods, err := m.ownedPods()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*corev1.Pod, 0, len(pods))
+	for _, p := range pods {
+		out = append(out, m.hostView(p))
+	}
+	return out, nil
+}
+
+// NotifyPods registers the pod controller's status callback; statuses are pushed from member pod events.
+func (m *Member) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
+	m.mu.Lock()
+	m.notifyPod = cb
+	m.mu.Unlock()
+}
+
+func (m *Member) onMemberPod(old, obj any) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	if o, _ := old.(*corev1.Pod); o == nil || o.Spec.NodeName != pod.Spec.NodeName || terminal(o) != terminal(pod) {
+		m.triggerRecompute()
+	}
+	if !m.owner.Owns(pod) {
+		return
+	}
+	host, err := m.cfg.HostPods.Pods(pod.Namespace).Get(pod.Name)
+	if err != nil || string(host.UID) != pod.Annotations[forge.AnnotationHostUID] {
+		// The host pod is gone (or replaced): the pod controller deletes dangling member pods it learns about
+		// through GetPods at start; between starts, delete here, UID-checked.
+		if apierrors.IsNotFound(err) || err == nil {
+			_ = m.deleteMemberPod(m.ctx, pod, nil)
+		}
+		return
+	}
+	if pod.DeletionTimestamp != nil && host.DeletionTimestamp == nil {
+		m.hostPodLost(host, "is being deleted in the member")
+		return
+	}
+	m.pushHostStatus(host, forge.PodStatus(host, pod))
+}
+
+func (m *Member) onMemberPodDeleted(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	m.triggerRecompute()
+	if !m.owner.Owns(pod) {
+		return
+	}
+	host, err := m.cfg.HostPods.Pods(pod.Namespace).Get(pod.Name)
+	if err != nil || string(host.UID) != pod.Annotations[forge.AnnotationHostUID] {
+		return
+	}
+	if host.DeletionTimestamp != nil {
+		m.pushTerminated(host) // lets the pod controller finish the host deletion
+		return
+	}
+	m.hostPodLost(host, "was deleted in the member")
+}
+
+// hostPodLost deletes a host pod whose member pod was deleted by someone else than Tether, so that its
+// controller replaces it.
+func (m *Member) hostPodLost(host *corev1.Pod, what string) {
+	msg := fmt.Sprintf("member pod in %s %s; deleting the host pod so that its controller replaces it", m.cfg.Member, what)
+	m.cfg.Recorder.Event(host, corev1.EventTypeWarning, ReasonMemberPodDeleted, msg)
+	err := m.cfg.HostClient.CoreV1().Pods(host.Namespace).Delete(m.ctx, host.Name, metav1.DeleteOptions{
+		Preconditions: metav1.NewUIDPreconditions(string(host.UID)),
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		log.G(m.ctx).WithError(err).WithField("pod", host.Namespace+"/"+host.Name).Warn("delete host pod")
+	}
+}
+
+// pushHostStatus hands a new host status to the pod controller, unless the host pod already has it.
+func (m *Member) pushHostStatus(host *corev1.Pod, st corev1.PodStatus) {
+	if equality.Semantic.DeepEqual(host.Status, st) {
+		return
+	}
+	m.mu.Lock()
+	cb := m.notifyPod
+	m.mu.Unlock()
+	if cb == nil {
+		return
+	}
+	out := host.DeepCopy()
+	out.Status = st
+	cb(out)
+}
+
+func (m *Member) pushTerminated(host *corev1.Pod) {
+	m.pushHostStatus(host, forge.TerminatedStatus(host, "MemberPodDeleted", "the member pod is gone", metav1.Now()))
+}
+
+func pendingStatus(host *corev1.Pod, reason, message string) corev1.PodStatus {
+	st := *host.Status.DeepCopy()
+	st.Phase = corev1.PodPending
+	st.Reason, st.Message = reason, message
+	return st
+}
+
+func terminal(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+}
