@@ -83,7 +83,7 @@ func (m *Member) UpdatePod(context.Context, *corev1.Pod) error { return nil }
 func (m *Member) DeletePod(ctx context.Context, host *corev1.Pod) error {
 	member, err := m.pods.Pods(host.Namespace).Get(host.Name)
 	if apierrors.IsNotFound(err) {
-		m.pushTerminated(host)
+		m.finishHostDeletion(ctx, host)
 		return errdefs.NotFoundf("member pod %s/%s not found", host.Namespace, host.Name)
 	}
 	if err != nil {
@@ -210,7 +210,7 @@ func (m *Member) onMemberPodDeleted(obj any) {
 		return
 	}
 	if host.DeletionTimestamp != nil {
-		m.pushTerminated(host) // lets the pod controller finish the host deletion
+		m.finishHostDeletion(m.ctx, host)
 		return
 	}
 	m.hostPodLost(host, "was deleted in the member")
@@ -245,8 +245,19 @@ func (m *Member) pushHostStatus(host *corev1.Pod, st corev1.PodStatus) {
 	cb(out)
 }
 
-func (m *Member) pushTerminated(host *corev1.Pod) {
-	m.pushHostStatus(host, forge.TerminatedStatus(host, "MemberPodDeleted", "the member pod is gone", metav1.Now()))
+// finishHostDeletion removes a deleting host pod whose member pod is gone, as a kubelet does once the pod's
+// containers have stopped.
+func (m *Member) finishHostDeletion(ctx context.Context, host *corev1.Pod) {
+	if host.DeletionTimestamp == nil {
+		return
+	}
+	err := m.cfg.HostClient.CoreV1().Pods(host.Namespace).Delete(ctx, host.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: new(int64),
+		Preconditions:      metav1.NewUIDPreconditions(string(host.UID)),
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		log.G(ctx).WithError(err).WithField("pod", host.Namespace+"/"+host.Name).Warn("finish deleting host pod")
+	}
 }
 
 func pendingStatus(host *corev1.Pod, reason, message string) corev1.PodStatus {

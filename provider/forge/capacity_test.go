@@ -179,15 +179,3 @@ func TestPodStatus(t *testing.T) {
 		t.Errorf("not stable (-first +second):\n%s", diff)
 	}
 }
-
-func TestTerminatedStatus(t *testing.T) {
-	host := makePod(func(p *corev1.Pod) {
-		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
-			ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}
-	})
-	got := TerminatedStatus(host, "MemberPodGone", "gone", metav1.Unix(5, 0))
-	if got.Phase != corev1.PodFailed || got.ContainerStatuses[0].State.Terminated == nil || got.ContainerStatuses[0].Ready ||
-		got.Conditions[0].Status != corev1.ConditionFalse {
-		t.Errorf("status %+v", got)
-	}
-}

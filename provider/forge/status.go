@@ -4,7 +4,6 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // PodStatus is the host pod's status for a member pod's status. The member is the truth for phase, IPs and
@@ -45,42 +44,6 @@ func PodStatus(host *corev1.Pod, member *corev1.Pod) corev1.PodStatus {
 	}
 	if st.StartTime == nil {
 		st.StartTime = host.Status.StartTime
-	}
-	return st
-}
-
-// TerminatedStatus is the status of a host pod whose member pod is gone: every container terminated, so that the
-// virtual-kubelet pod controller can finish the deletion.
-func TerminatedStatus(host *corev1.Pod, reason, message string, now metav1.Time) corev1.PodStatus {
-	st := *host.Status.DeepCopy()
-	if st.Phase != corev1.PodSucceeded {
-		st.Phase = corev1.PodFailed
-	}
-	st.Reason, st.Message = reason, message
-	terminate := func(statuses []corev1.ContainerStatus, specs []corev1.Container) []corev1.ContainerStatus {
-		out := make([]corev1.ContainerStatus, 0, len(specs))
-		for _, c := range specs {
-			cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image}
-			if i := slices.IndexFunc(statuses, func(s corev1.ContainerStatus) bool { return s.Name == c.Name }); i >= 0 {
-				cs = statuses[i]
-			}
-			if cs.State.Terminated == nil {
-				cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-					ExitCode: 137, Reason: reason, Message: message, FinishedAt: now,
-				}}
-			}
-			cs.Ready = false
-			out = append(out, cs)
-		}
-		return out
-	}
-	st.ContainerStatuses = terminate(st.ContainerStatuses, host.Spec.Containers)
-	st.InitContainerStatuses = terminate(st.InitContainerStatuses, host.Spec.InitContainers)
-	for i := range st.Conditions {
-		if st.Conditions[i].Type == corev1.PodReady || st.Conditions[i].Type == corev1.ContainersReady {
-			st.Conditions[i].Status = corev1.ConditionFalse
-			st.Conditions[i].Reason = reason
-		}
 	}
 	return st
 }

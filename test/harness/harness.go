@@ -55,6 +55,8 @@ type State struct {
 	// KubeletClientCA is the CA of the host apiserver's kubelet client certificate.
 	KubeletClientCA string    `json:"kubeletClientCA"`
 	Started         time.Time `json:"started"`
+	// Processes were started beside the clusters with StartProcess.
+	Processes []Process `json:"processes,omitempty"`
 }
 
 // Host returns the host cluster.
@@ -421,6 +423,9 @@ func down(ctx context.Context, dir string, keepLogs bool) error {
 	}
 	var errs []error
 	if err == nil {
+		if err := st.stopProcesses(); err != nil {
+			errs = append(errs, err)
+		}
 		logPath := filepath.Join(dir, logsDir, "kwokctl-delete.log")
 		for _, c := range st.Clusters {
 			if _, err := os.Stat(filepath.Join(dir, kwokDir, "clusters", c.KwokName)); err != nil {

@@ -34,6 +34,9 @@ type sandboxOptions struct {
 	cacheDir string
 }
 
+// sandboxKubeletPort is where the sandbox's tether-node serves the kubelet API of its virtual nodes.
+const sandboxKubeletPort = 10250
+
 func (o *sandboxOptions) addFlags(cmd *cobra.Command) {
 	defDir := os.Getenv("SANDBOX_DIR")
 	if defDir == "" {
@@ -78,6 +81,7 @@ func newSandboxUpCommand() *cobra.Command {
 		node             harness.NodeConfig
 		memberLabels     []string
 		disableQPSLimits bool
+		tetherNode       string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -100,8 +104,25 @@ func newSandboxUpCommand() *cobra.Command {
 			}
 			cfg.DisableQPSLimits = disableQPSLimits
 			cfg.Log = out
+			if tetherNode == "" {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				tetherNode = filepath.Join(filepath.Dir(exe), "tether-node")
+			}
+			var err error
+			if _, err = os.Stat(tetherNode); err != nil {
+				return fmt.Errorf("tether-node binary: %w (run make build, or give --tether-node)", err)
+			}
+			if tetherNode, err = filepath.Abs(tetherNode); err != nil {
+				return err
+			}
 			if st, err := harness.Load(o.dir); err == nil && harness.Healthy(ctx, st) == nil {
 				fmt.Fprintf(out, "a sandbox is already up in %s\n", st.Dir)
+				if err := ensureTetherNode(ctx, out, st, tetherNode); err != nil {
+					return err
+				}
 				printTry(out, st)
 				return nil
 			}
@@ -123,6 +144,12 @@ func newSandboxUpCommand() *cobra.Command {
 			if err := linkKubectl(st); err != nil {
 				return err
 			}
+			if err := ensureTetherNode(ctx, out, st, tetherNode); err != nil {
+				// Leave nothing half-started behind.
+				downCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+				defer cancel()
+				return errors.Join(err, harness.Down(downCtx, st.Dir))
+			}
 			fmt.Fprintf(out, "sandbox up in %s\n", time.Since(start).Round(time.Second))
 			printTry(out, st)
 			return nil
@@ -135,12 +162,55 @@ func newSandboxUpCommand() *cobra.Command {
 	cmd.Flags().StringVar(&node.Memory, "node-memory", harness.DefaultNodeMemory, "memory of each member node")
 	cmd.Flags().IntVar(&node.Pods, "node-pods", harness.DefaultNodePods, "pod capacity of each member node")
 	cmd.Flags().StringArrayVar(&memberLabels, "member-labels", nil, "extra node labels, MEMBER=k=v[,k=v] for all nodes of a member or MEMBER/INDEX=k=v for one (repeatable)")
+	cmd.Flags().StringVar(&tetherNode, "tether-node", "", "tether-node binary to run (default: tether-node beside tetherctl)")
 	cmd.Flags().BoolVar(&disableQPSLimits, "disable-qps-limits", false, "lift client rate limits and API priority and fairness in every control plane (benchmarks)")
 	return cmd
 }
 
-// linkKubectl puts the kubectl the sandbox was built with at <dir>/bin/kubectl, for the commands printTry shows.
+// ensureTetherNode starts tether-node for every member unless it runs, and waits for the virtual nodes.
+func ensureTetherNode(ctx context.Context, out io.Writer, st *harness.State, bin string) error {
+	if p := st.Process(harness.TetherNode); p == nil || p.Pid == 0 || !harness.ProcessRunning(p) {
+		if _, err := st.StartProcess(harness.TetherNode, st.TetherNodeArgs(bin, sandboxKubeletPort)...); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "tether-node started (log: %s)\n", st.Process(harness.TetherNode).Log)
+	}
+	if err := st.WaitVirtualNodes(ctx, time.Minute); err != nil {
+		return fmt.Errorf("virtual nodes not Ready (see %s): %w", st.Process(harness.TetherNode).Log, err)
+	}
+	return nil
+}
+
+// demoManifest is a Deployment that runs through the virtual nodes, written into the sandbox for printTry.
+const demoManifest = "demo.yaml"
+
+const demoDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: demo
+spec:
+  replicas: 4
+  selector:
+    matchLabels: {app: demo}
+  template:
+    metadata:
+      labels: {app: demo}
+    spec:
+      tolerations:
+      - {key: virtual-kubelet.io/provider, operator: Equal, value: tether, effect: NoSchedule}
+      containers:
+      - name: app
+        image: registry.example/demo:1
+        resources:
+          requests: {cpu: 100m, memory: 64Mi}
+`
+
+// linkKubectl puts the kubectl the sandbox was built with at <dir>/bin/kubectl, for the commands printTry shows,
+// and the demo manifest beside it.
 func linkKubectl(st *harness.State) error {
+	if err := os.WriteFile(filepath.Join(st.Dir, demoManifest), []byte(demoDeployment), 0o644); err != nil {
+		return err
+	}
 	bin := filepath.Join(st.Dir, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return err
@@ -156,12 +226,12 @@ func printTry(out io.Writer, st *harness.State) {
   export KUBECONFIG=%s PATH=%s:$PATH
 
 Try:
-  kubectl get nodes                                  # the host (its nodes are Tether's virtual nodes)
-  kubectl --kubeconfig %s get nodes -L type           # member %s and its fake kwok nodes
-  kubectl --kubeconfig %s create deployment demo --image=demo --replicas=3
+  kubectl get nodes -L tether.io/member              # the host: one virtual node per member
+  kubectl apply -f %s                                 # a Deployment that tolerates the virtual nodes' taint
+  kubectl get pods -o wide; kubectl --kubeconfig %s get pods -o wide   # on tether-%s in the host, on kwok nodes in %s
 
 Stop it with: make sandbox-down
-`, st.Host().Kubeconfig, filepath.Join(st.Dir, "bin"), m1.Kubeconfig, m1.Name, m1.Kubeconfig)
+`, st.Host().Kubeconfig, filepath.Join(st.Dir, "bin"), filepath.Join(st.Dir, demoManifest), m1.Kubeconfig, m1.Name, m1.Name)
 }
 
 func newSandboxDownCommand() *cobra.Command {
@@ -172,6 +242,7 @@ func newSandboxDownCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_ = os.RemoveAll(filepath.Join(o.dir, "bin"))
+			_ = os.Remove(filepath.Join(o.dir, demoManifest))
 			if _, err := harness.Load(o.dir); errors.Is(err, os.ErrNotExist) {
 				fmt.Fprintf(cmd.OutOrStdout(), "no sandbox in %s\n", o.dir)
 				return nil
