@@ -159,11 +159,28 @@ func (m *Member) GetPods(context.Context) ([]*corev1.Pod, error) {
 	return out, nil
 }
 
-// NotifyPods registers the pod controller's status callback; statuses are pushed from member pod events.
-func (m *Member) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
+// NotifyPods registers the pod controller's status callback; statuses are pushed from member pod events. Events
+// seen before the callback existed (the informers' first sync after a restart) are made up for by one pass over
+// the cache, which pushes only statuses that differ from the host's.
+func (m *Member) NotifyPods(ctx context.Context, cb func(*corev1.Pod)) {
 	m.mu.Lock()
 	m.notifyPod = cb
 	m.mu.Unlock()
+	go m.pushAllStatuses(ctx)
+}
+
+func (m *Member) pushAllStatuses(ctx context.Context) {
+	pods, err := m.ownedPods()
+	if err != nil {
+		log.G(ctx).WithError(err).Error("list member pods")
+		return
+	}
+	for _, p := range pods {
+		if ctx.Err() != nil {
+			return
+		}
+		m.onMemberPod(p, p)
+	}
 }
 
 func (m *Member) onMemberPod(old, obj any) {

@@ -1,13 +1,13 @@
 package harness
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -140,22 +140,28 @@ func signalAndWait(pid int, sig syscall.Signal) error {
 	return syscall.Kill(pid, syscall.SIGKILL)
 }
 
-// StopCluster stops every component of one cluster (its apiserver included), keeping its data.
-func (s *State) StopCluster(ctx context.Context, name string) error {
-	c, err := s.cluster(name)
-	if err != nil {
-		return err
-	}
-	return s.kwokctl(ctx, filepath.Join(s.Dir, logsDir, "kwokctl-"+name+".log"), "stop", "cluster", "--name", c.KwokName)
-}
+// PauseAPIServer freezes a cluster's kube-apiserver (SIGSTOP): connections hang and time out, as with a member
+// that dropped off the network, while the cluster's other components and data stay as they were.
+func (s *State) PauseAPIServer(name string) error { return s.signalAPIServer(name, syscall.SIGSTOP) }
 
-// StartCluster starts a stopped cluster again.
-func (s *State) StartCluster(ctx context.Context, name string) error {
+// ResumeAPIServer lets a paused kube-apiserver go on (SIGCONT).
+func (s *State) ResumeAPIServer(name string) error { return s.signalAPIServer(name, syscall.SIGCONT) }
+
+func (s *State) signalAPIServer(name string, sig syscall.Signal) error {
 	c, err := s.cluster(name)
 	if err != nil {
 		return err
 	}
-	return s.kwokctl(ctx, filepath.Join(s.Dir, logsDir, "kwokctl-"+name+".log"), "start", "cluster", "--name", c.KwokName)
+	pidFile := filepath.Join(s.Dir, kwokDir, "clusters", c.KwokName, "pids", "kube-apiserver.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("%s: %w", pidFile, err)
+	}
+	return syscall.Kill(pid, sig)
 }
 
 func (s *State) cluster(name string) (Cluster, error) {

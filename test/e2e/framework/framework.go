@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -71,7 +73,8 @@ func Run(m *testing.M, env **Env) int {
 	return code
 }
 
-// Setup reuses the clusters named by TETHER_E2E_CLUSTERS, or starts the default harness in a temporary folder.
+// Setup reuses the clusters named by TETHER_E2E_CLUSTERS (a sandbox, with its tether-node), or starts the default
+// harness in a temporary folder with a tether-node built from this checkout.
 func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 	if dir := os.Getenv(EnvClusters); dir != "" {
 		st, err := harness.Load(dir)
@@ -100,6 +103,12 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	tetherNode := filepath.Join(dir, "tether-node")
+	build := exec.CommandContext(ctx, "go", "build", "-o", tetherNode, "./cmd/tether-node")
+	build.Dir = repo
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build tether-node: %w\n%s", err, out)
+	}
 	cfg := harness.DefaultConfig(dir)
 	cfg.Tools = tools
 	cfg.Log = log
@@ -109,7 +118,63 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 		return nil, err
 	}
 	fmt.Fprintf(log, "e2e: clusters up in %s (state in %s)\n", time.Since(start).Round(100*time.Millisecond), dir)
-	return newEnv(st, true)
+	e, err := newEnv(st, true)
+	if err != nil {
+		return nil, errors.Join(err, harness.Down(context.WithoutCancel(ctx), dir))
+	}
+	port, err := freePort()
+	if err == nil {
+		// Short status and health intervals so that tests see changes quickly.
+		_, err = st.StartProcess(harness.TetherNode, st.TetherNodeArgs(tetherNode, port,
+			"--node-status-interval", "2s", "--health-interval", "1s", "--health-timeout", "1s", "--log-level", "debug")...)
+	}
+	if err == nil {
+		err = st.WaitVirtualNodes(ctx, time.Minute)
+	}
+	if err != nil {
+		return nil, errors.Join(err, e.Teardown(context.WithoutCancel(ctx)))
+	}
+	return e, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// KillTetherNode stops tether-node with sig (SIGKILL to simulate a crash).
+func (e *Env) KillTetherNode(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := e.State.StopProcess(harness.TetherNode, sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// StartTetherNode starts tether-node again with its arguments and waits for the virtual nodes.
+func (e *Env) StartTetherNode(t testing.TB) {
+	t.Helper()
+	if err := e.State.RestartProcess(harness.TetherNode); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.State.WaitVirtualNodes(t.Context(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Member returns the member cluster of that name.
+func (e *Env) Member(t testing.TB, name string) *Cluster {
+	t.Helper()
+	for _, m := range e.Members {
+		if m.Name == name {
+			return m
+		}
+	}
+	t.Fatalf("no member %s", name)
+	return nil
 }
 
 func newEnv(st *harness.State, owned bool) (*Env, error) {
@@ -221,7 +286,11 @@ func (c *Cluster) Namespace(t testing.TB, labels map[string]string) string {
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func(ctx context.Context) error) {
 	t.Helper()
 	var last error
-	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		// Each attempt gets the test's lifetime, not the poll's deadline, so the last error is a real reason
+		// rather than a call cut off by the deadline.
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
 		last = cond(ctx)
 		return last == nil, nil
 	})

@@ -1,0 +1,568 @@
+// Package node_test runs tether-node against real host and member control planes: the pod round trip, the
+// virtual node's capacity and conditions, restarts, outages and ownership.
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/test/e2e/framework"
+)
+
+var env *framework.Env
+
+func TestMain(m *testing.M) { os.Exit(framework.Run(m, &env)) }
+
+func TestVirtualNodes(t *testing.T) {
+	for _, m := range env.Members {
+		n, err := env.Host.Client.CoreV1().Nodes().Get(t.Context(), "tether-"+m.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range map[string]string{forge.NodeTypeKey: forge.NodeType, "kubernetes.io/role": "agent", forge.LabelMember: m.Name,
+			"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"} {
+			if n.Labels[k] != v {
+				t.Errorf("%s: label %s=%q, want %q", n.Name, k, n.Labels[k], v)
+			}
+		}
+		if !slices.ContainsFunc(n.Spec.Taints, func(tt corev1.Taint) bool {
+			return tt.Key == forge.TaintKey && tt.Value == forge.TaintValue && tt.Effect == corev1.TaintEffectNoSchedule
+		}) {
+			t.Errorf("%s: taints %v lack the virtual-node taint", n.Name, n.Spec.Taints)
+		}
+		if len(n.Status.Addresses) == 0 || n.Status.Addresses[0].Type != corev1.NodeInternalIP || n.Status.DaemonEndpoints.KubeletEndpoint.Port == 0 {
+			t.Errorf("%s: addresses %v, kubelet port %d", n.Name, n.Status.Addresses, n.Status.DaemonEndpoints.KubeletEndpoint.Port)
+		}
+		f, err := forge.ParseFragments(n.Annotations[forge.AnnotationFragments])
+		if err != nil {
+			t.Errorf("%s: fragments annotation: %v", n.Name, err)
+		} else if f.UsableNodes != 3 {
+			t.Errorf("%s: fragments count %d usable nodes, want 3", n.Name, f.UsableNodes)
+		}
+	}
+}
+
+func TestDeploymentRoundTrip(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	createDeployment(t, deployment(ns, "web", 3))
+	pods := waitRunning(t, ns, "web", 3)
+	for i := range pods {
+		host := &pods[i]
+		mp, m, err := memberPodOf(t.Context(), host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner := forge.Owner{NodeName: host.Spec.NodeName, ClusterID: mp.Labels[forge.LabelHostCluster]}
+		if mp.Labels[forge.LabelHostCluster] == "" || !owner.Owns(mp) || mp.Annotations[forge.AnnotationHostUID] != string(host.UID) {
+			t.Errorf("member pod %s/%s: labels %v annotations %v lack ownership", m.Name, mp.Name, mp.Labels, mp.Annotations)
+		}
+		node, err := m.Client.CoreV1().Nodes().Get(t.Context(), mp.Spec.NodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node.Labels["type"] != "kwok" {
+			t.Errorf("member pod %s runs on %s, not a kwok node", mp.Name, node.Name)
+		}
+		if host.Status.PodIP == "" || host.Status.PodIP != mp.Status.PodIP {
+			t.Errorf("host pod IP %q, member pod IP %q", host.Status.PodIP, mp.Status.PodIP)
+		}
+		if slices.ContainsFunc(mp.Spec.Tolerations, func(tt corev1.Toleration) bool { return tt.Key == forge.TaintKey }) {
+			t.Errorf("member pod %s keeps the virtual-node toleration", mp.Name)
+		}
+	}
+
+	t.Run("scale to zero", func(t *testing.T) {
+		if _, err := env.Host.Client.AppsV1().Deployments(ns).Patch(t.Context(), "web", types.StrategicMergePatchType,
+			[]byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitNoPods(t, ns)
+	})
+
+	t.Run("delete", func(t *testing.T) {
+		createDeployment(t, deployment(ns, "gone", 2))
+		waitRunning(t, ns, "gone", 2)
+		if err := env.Host.Client.AppsV1().Deployments(ns).Delete(t.Context(), "gone", metav1.DeleteOptions{
+			PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
+			t.Fatal(err)
+		}
+		waitNoPods(t, ns)
+	})
+}
+
+// waitNoPods waits until neither the host nor any member has a pod in ns.
+func waitNoPods(t *testing.T, ns string) {
+	t.Helper()
+	framework.Eventually(t, timeout, "no pods left in host and members", func(ctx context.Context) error {
+		for _, c := range append([]*framework.Cluster{env.Host}, env.Members...) {
+			pods, err := memberPods(ctx, c, ns)
+			if err != nil {
+				return err
+			}
+			if len(pods) > 0 {
+				return fmt.Errorf("%s still has %d pods, e.g. %s", c.Name, len(pods), pods[0].Name)
+			}
+		}
+		return nil
+	})
+}
+
+func TestConfigMapsAndSecrets(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	const secretValue = "s3cr3t-value-never-in-a-spec"
+	if _, err := env.Host.Client.CoreV1().ConfigMaps(ns).Create(t.Context(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "settings"}, Data: map[string]string{"mode": "fast"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Host.Client.CoreV1().Secrets(ns).Create(t.Context(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "creds"}, StringData: map[string]string{"password": secretValue}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d := deployment(ns, "deps", 1, onMember("m1"), func(s *corev1.PodSpec) {
+		s.Volumes = []corev1.Volume{
+			{Name: "settings", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}},
+			{Name: "creds", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "creds"}}},
+		}
+		c := &s.Containers[0]
+		c.Env = []corev1.EnvVar{{Name: "PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "creds"}, Key: "password"}}}}
+		c.EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}},
+			{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "missing"}, Optional: ptr.To(true)}}}
+	})
+	createDeployment(t, d)
+	pods := waitRunning(t, ns, "deps", 1)
+	m1 := env.Member(t, "m1")
+	cm, err := m1.Client.CoreV1().ConfigMaps(ns).Get(t.Context(), "settings", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm.Data["mode"] != "fast" || cm.Labels[forge.LabelManagedBy] != forge.ManagedByTether {
+		t.Errorf("configmap copy %v labels %v", cm.Data, cm.Labels)
+	}
+	sec, err := m1.Client.CoreV1().Secrets(ns).Get(t.Context(), "creds", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(sec.Data["password"]) != secretValue || sec.Labels[forge.LabelManagedBy] != forge.ManagedByTether {
+		t.Errorf("secret copy labels %v", sec.Labels)
+	}
+	mp, _, err := memberPodOf(t.Context(), &pods[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(mp)
+	if strings.Contains(string(b), secretValue) {
+		t.Error("the member pod spec contains the secret's value")
+	}
+	if _, err := m1.Client.CoreV1().Secrets(ns).Get(t.Context(), "missing", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("optional missing secret: %v", err)
+	}
+}
+
+func TestMissingRequiredConfigMap(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	createDeployment(t, deployment(ns, "waits", 1, onMember("m1"), func(s *corev1.PodSpec) {
+		s.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "later"}}}}
+	}))
+	framework.Eventually(t, timeout, "event naming the missing configmap", func(ctx context.Context) error {
+		evs, err := env.Host.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "reason=MissingDependency"})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if strings.Contains(e.Message, "configmap/later") {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d MissingDependency events, none names configmap/later", len(evs.Items))
+	})
+	pods, err := hostPods(t.Context(), ns, "waits")
+	if err != nil || len(pods) != 1 || pods[0].Status.Phase != corev1.PodPending {
+		t.Fatalf("host pod should be Pending: %v %v", err, pods)
+	}
+	if _, err := env.Host.Client.CoreV1().ConfigMaps(ns).Create(t.Context(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "later"}, Data: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, ns, "waits", 1)
+}
+
+func TestCapacity(t *testing.T) {
+	m := env.Member(t, "m2")
+	nodeName := "tether-m2"
+	// want computes the formula independently of tether-node: Σ allocatable of usable member nodes minus the
+	// requests of member pods Tether did not create.
+	want := func(ctx context.Context) (resource.Quantity, error) {
+		nodes, err := m.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return resource.Quantity{}, err
+		}
+		cpu := resource.Quantity{}
+		usable := map[string]bool{}
+		for _, n := range nodes.Items {
+			if n.Spec.Unschedulable || slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Effect != corev1.TaintEffectPreferNoSchedule }) {
+				continue
+			}
+			usable[n.Name] = true
+			cpu.Add(n.Status.Allocatable[corev1.ResourceCPU])
+		}
+		pods, err := m.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return resource.Quantity{}, err
+		}
+		for _, p := range pods.Items {
+			if !usable[p.Spec.NodeName] || p.Labels[forge.LabelManagedBy] == forge.ManagedByTether || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+				continue
+			}
+			for _, c := range p.Spec.Containers {
+				cpu.Sub(c.Resources.Requests[corev1.ResourceCPU])
+			}
+		}
+		return cpu, nil
+	}
+	check := func(what string) {
+		t.Helper()
+		framework.Eventually(t, timeout, what, func(ctx context.Context) error {
+			w, err := want(ctx)
+			if err != nil {
+				return err
+			}
+			n, err := env.Host.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if got := n.Status.Allocatable[corev1.ResourceCPU]; got.Cmp(w) != 0 {
+				return fmt.Errorf("allocatable cpu %s, want %s", got.String(), w.String())
+			}
+			return nil
+		})
+	}
+	check("capacity equals the formula")
+
+	// A pod Tether did not create lowers it.
+	ns := m.Namespace(t, nil)
+	if _, err := m.Client.CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "local"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "local:1", Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("3")}}}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	check("a member pod with requests lowers capacity")
+
+	// Cordoning or tainting a member node lowers it; undoing restores it.
+	patchNode := func(name, patch string) {
+		t.Helper()
+		if _, err := m.Client.CoreV1().Nodes().Patch(t.Context(), name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	patchNode("m2-node-1", `{"spec":{"unschedulable":true}}`)
+	check("cordoning a member node lowers capacity")
+	patchNode("m2-node-2", `{"spec":{"taints":[{"key":"maintenance","effect":"NoSchedule"}]}}`)
+	check("tainting a member node lowers capacity")
+	patchNode("m2-node-1", `{"spec":{"unschedulable":false}}`)
+	patchNode("m2-node-2", `{"spec":{"taints":null}}`)
+	check("restored")
+
+	// No drift: 200 pods through the virtual node and back.
+	hostNS := env.Host.Namespace(t, nil)
+	createDeployment(t, deployment(hostNS, "churn", 200, onMember("m2"), func(s *corev1.PodSpec) {
+		s.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m")}
+	}))
+	waitRunning(t, hostNS, "churn", 200)
+	if err := env.Host.Client.AppsV1().Deployments(hostNS).Delete(t.Context(), "churn", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitNoPods(t, hostNS)
+	check("capacity after 200 pods came and went")
+}
+
+func TestCordonHolds(t *testing.T) {
+	nodes := env.Host.Client.CoreV1().Nodes()
+	env.Host.MustKubectl(t, nil, "cordon", "tether-m1")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = nodes.Patch(ctx, "tether-m1", types.StrategicMergePatchType, []byte(`{"spec":{"unschedulable":false}}`), metav1.PatchOptions{})
+	})
+	ns := env.Host.Namespace(t, nil)
+	createDeployment(t, deployment(ns, "pinned", 1, onMember("m1")))
+	framework.Eventually(t, timeout, "pod Pending and Unschedulable", func(ctx context.Context) error {
+		pods, err := hostPods(ctx, ns, "pinned")
+		if err != nil || len(pods) != 1 {
+			return fmt.Errorf("pods %d: %v", len(pods), err)
+		}
+		for _, c := range pods[0].Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+				return nil
+			}
+		}
+		return fmt.Errorf("pod %s: %v", pods[0].Name, pods[0].Status.Conditions)
+	})
+	// Watch a few status writes of tether-node go by: the cordon must outlive them.
+	start, err := nodes.Get(t.Context(), "tether-m1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes := 0
+	framework.Eventually(t, timeout, "three node status writes by tether-node", func(ctx context.Context) error {
+		n, err := nodes.Get(ctx, "tether-m1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !n.Spec.Unschedulable {
+			t.Fatalf("tether-node undid the cordon")
+		}
+		if n.ResourceVersion != start.ResourceVersion {
+			writes++
+			start = n
+		}
+		if writes < 3 {
+			return fmt.Errorf("%d writes so far", writes)
+		}
+		return nil
+	})
+}
+
+func TestMemberPodDeletedIsReplaced(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	createDeployment(t, deployment(ns, "phoenix", 1, onMember("m1")))
+	pods := waitRunning(t, ns, "phoenix", 1)
+	old := pods[0]
+	m1 := env.Member(t, "m1")
+	if err := m1.Client.CoreV1().Pods(ns).Delete(t.Context(), old.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, timeout, "replacement Running, old host pod gone", func(ctx context.Context) error {
+		pods, err := hostPods(ctx, ns, "phoenix")
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			if p.UID == old.UID {
+				return fmt.Errorf("old host pod %s still there (%s)", p.Name, p.Status.Phase)
+			}
+		}
+		if len(pods) != 1 || pods[0].Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("%d pods, want one Running replacement", len(pods))
+		}
+		return nil
+	})
+}
+
+func TestNameConflict(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	m1 := env.Member(t, "m1")
+	if _, err := m1.Client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	local, err := m1.Client.CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "clash", Labels: map[string]string{"owner": "someone-else"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "theirs:1"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Host.Client.CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "clash"}, Spec: offloadedSpec(onMember("m1")),
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, timeout, "conflict event on the host pod", func(ctx context.Context) error {
+		evs, err := env.Host.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=clash,reason=MemberNameConflict"})
+		if err != nil {
+			return err
+		}
+		if len(evs.Items) == 0 {
+			return fmt.Errorf("no MemberNameConflict event yet")
+		}
+		return nil
+	})
+	after, err := m1.Client.CoreV1().Pods(ns).Get(t.Context(), "clash", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// kwok writes its status; Tether must not have touched it otherwise.
+	if after.UID != local.UID || after.Labels[forge.LabelManagedBy] != "" || after.Annotations[forge.AnnotationHostUID] != "" ||
+		after.Spec.Containers[0].Image != "theirs:1" {
+		t.Errorf("the unowned member pod was touched: labels %v", after.Labels)
+	}
+	host, err := env.Host.Client.CoreV1().Pods(ns).Get(t.Context(), "clash", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host.Status.Phase != corev1.PodPending {
+		t.Errorf("host pod is %s, want Pending", host.Status.Phase)
+	}
+}
+
+func TestRestartConverges(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	createDeployment(t, deployment(ns, "burst", 50))
+	// Kill tether-node while it creates the pods.
+	framework.Eventually(t, timeout, "some member pods created", func(ctx context.Context) error {
+		n := 0
+		for _, m := range env.Members {
+			pods, err := memberPods(ctx, m, ns)
+			if err != nil {
+				return err
+			}
+			n += len(pods)
+		}
+		if n == 0 {
+			return fmt.Errorf("none yet")
+		}
+		return nil
+	})
+	env.KillTetherNode(t, syscall.SIGKILL)
+	env.StartTetherNode(t)
+	pods := waitRunning(t, ns, "burst", 50)
+	uids := map[types.UID]bool{}
+	for i := range pods {
+		uids[pods[i].UID] = true
+	}
+	framework.Eventually(t, timeout, "exactly 50 member pods, each of a live host pod", func(ctx context.Context) error {
+		n := 0
+		for _, m := range env.Members {
+			mps, err := memberPods(ctx, m, ns)
+			if err != nil {
+				return err
+			}
+			for _, mp := range mps {
+				if !uids[types.UID(mp.Annotations[forge.AnnotationHostUID])] {
+					return fmt.Errorf("orphan member pod %s/%s", m.Name, mp.Name)
+				}
+				if mp.Status.Phase != corev1.PodRunning {
+					return fmt.Errorf("member pod %s is %s", mp.Name, mp.Status.Phase)
+				}
+			}
+			n += len(mps)
+		}
+		if n != 50 {
+			return fmt.Errorf("%d member pods", n)
+		}
+		return nil
+	})
+}
+
+func TestMemberOutage(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	createDeployment(t, deployment(ns, "steady", 2, onMember("m1")))
+	waitRunning(t, ns, "steady", 2)
+	if err := env.State.PauseAPIServer("m2"); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			_ = env.State.ResumeAPIServer("m2")
+		}
+	})
+	framework.Eventually(t, timeout, "tether-m2 NotReady with reason MemberUnreachable", func(ctx context.Context) error {
+		n, err := env.Host.Client.CoreV1().Nodes().Get(ctx, "tether-m2", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				if c.Status == corev1.ConditionFalse && c.Reason == "MemberUnreachable" {
+					return nil
+				}
+				return fmt.Errorf("Ready=%s %s", c.Status, c.Reason)
+			}
+		}
+		return fmt.Errorf("no Ready condition")
+	})
+	// m1 keeps working: a new pod there runs.
+	createDeployment(t, deployment(ns, "during", 1, onMember("m1")))
+	waitRunning(t, ns, "during", 1)
+	waitRunning(t, ns, "steady", 2)
+
+	if err := env.State.ResumeAPIServer("m2"); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	if err := env.State.WaitVirtualNodes(t.Context(), timeout); err != nil {
+		t.Fatal(err)
+	}
+	createDeployment(t, deployment(ns, "after", 1, onMember("m2")))
+	waitRunning(t, ns, "after", 1)
+}
+
+func TestMemberFromSecret(t *testing.T) {
+	const ns, name = "tether-system", "m1b"
+	m1 := env.Member(t, "m1")
+	kubeconfig, err := os.ReadFile(m1.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = env.Host.Client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	secrets := env.Host.Client.CoreV1().Secrets(ns)
+	if _, err := secrets.Create(t.Context(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "member-" + name, Labels: map[string]string{forge.LabelMember: name}},
+		Data:       map[string][]byte{"kubeconfig": kubeconfig},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, timeout, "node tether-m1b Ready", func(ctx context.Context) error {
+		n, err := env.Host.Client.CoreV1().Nodes().Get(ctx, "tether-"+name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("not Ready")
+	})
+	// An invalid one: an event on the Secret, and the others go on.
+	if _, err := secrets.Create(t.Context(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "member-broken", Labels: map[string]string{forge.LabelMember: "broken"}},
+		Data:       map[string][]byte{"kubeconfig": []byte("not a kubeconfig")},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, timeout, "InvalidMember event on the broken Secret", func(ctx context.Context) error {
+		evs, err := env.Host.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=member-broken,reason=InvalidMember"})
+		if err != nil {
+			return err
+		}
+		if len(evs.Items) == 0 {
+			return fmt.Errorf("no event yet")
+		}
+		return nil
+	})
+	if err := secrets.Delete(t.Context(), "member-broken", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := secrets.Delete(t.Context(), "member-"+name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, timeout, "node tether-m1b gone", func(ctx context.Context) error {
+		_, err := env.Host.Client.CoreV1().Nodes().Get(ctx, "tether-"+name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there: %v", err)
+	})
+}
