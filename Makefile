@@ -32,8 +32,9 @@ tools: build
 	$(BIN)/tetherctl sandbox tools
 
 # The e2e suites start their own host + members, or reuse running ones: TETHER_E2E_CLUSTERS=$(SANDBOX_DIR).
+# One package at a time: each brings up its own clusters, and two at once would thrash two cores.
 e2e: tools
-	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/...
+	$(GO) test -p 1 -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/...
 
 test:
 	@$(PHASE) vet $(MAKE) --no-print-directory vet

@@ -184,8 +184,16 @@ func createCluster(ctx context.Context, cfg Config, st *State, c Cluster, host b
 		return fmt.Errorf("step config of %s: %w", c.Name, err)
 	}
 	logPath := filepath.Join(cfg.Dir, logsDir, "kwokctl-"+c.Name+".log")
+	// kwokctl picks free ports when it plans a cluster and binds them only when the components start: two
+	// harnesses creating clusters at once (a sandbox and a test run) would pick the same ports. One machine-wide
+	// lock around each creation keeps them apart.
+	unlock, err := lockFile(ctx, filepath.Join(os.TempDir(), "tether-harness-create.lock"))
+	if err != nil {
+		return fmt.Errorf("step create cluster %s: %w", c.Name, err)
+	}
 	err = st.kwokctl(ctx, logPath, "create", "cluster", "--name", c.KwokName, "--config", confPath,
 		"--kubeconfig", "", "--wait", "2m")
+	unlock()
 	if err != nil {
 		return fmt.Errorf("step create cluster %s failed, see %s: %w", c.Name, logPath, err)
 	}

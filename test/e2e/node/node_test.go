@@ -566,3 +566,53 @@ func TestMemberFromSecret(t *testing.T) {
 		return fmt.Errorf("still there: %v", err)
 	})
 }
+
+func TestSchedulingAnnotation(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	pods := env.Host.Client.CoreV1().Pods(ns)
+	parked := `{"nodeSelector":{"kubernetes.io/hostname":"m1-node-2"},"tolerations":[{"key":"dedicated","operator":"Exists","effect":"NoSchedule"}]}`
+	if _, err := pods.Create(t.Context(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "parked", Annotations: map[string]string{forge.AnnotationScheduling: parked}},
+		Spec:       offloadedSpec(onMember("m1")),
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m1 := env.Member(t, "m1")
+	framework.Eventually(t, timeout, "member pod placed by the restored nodeSelector", func(ctx context.Context) error {
+		mp, err := m1.Client.CoreV1().Pods(ns).Get(ctx, "parked", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if mp.Spec.NodeSelector["kubernetes.io/hostname"] != "m1-node-2" || mp.Spec.NodeSelector[forge.LabelMember] != "" {
+			return fmt.Errorf("member nodeSelector %v", mp.Spec.NodeSelector)
+		}
+		if mp.Spec.NodeName != "m1-node-2" || mp.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("member pod on %q, %s", mp.Spec.NodeName, mp.Status.Phase)
+		}
+		return nil
+	})
+
+	if _, err := pods.Create(t.Context(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "malformed", Annotations: map[string]string{forge.AnnotationScheduling: `{"nodeSelector":`}},
+		Spec:       offloadedSpec(onMember("m1")),
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, timeout, "malformed annotation reported, pod Pending", func(ctx context.Context) error {
+		p, err := pods.Get(ctx, "malformed", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodPending || p.Status.Reason != "InvalidSchedulingAnnotation" {
+			return fmt.Errorf("host pod %s, reason %q", p.Status.Phase, p.Status.Reason)
+		}
+		evs, err := env.Host.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=malformed,reason=InvalidSchedulingAnnotation"})
+		if err != nil || len(evs.Items) == 0 {
+			return fmt.Errorf("no event yet (%v)", err)
+		}
+		return nil
+	})
+	if _, err := m1.Client.CoreV1().Pods(ns).Get(t.Context(), "malformed", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a member pod was created for the malformed one: %v", err)
+	}
+}
