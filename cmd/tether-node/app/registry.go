@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	corev1informers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -159,7 +160,7 @@ func (r *registry) runMember(ctx context.Context, m *provider.Member, alive *ato
 	pc, err := node.NewPodController(node.PodControllerConfig{
 		PodClient:                            r.host.client.CoreV1(),
 		PodInformer:                          r.host.pods,
-		EventRecorder:                        r.host.recorder,
+		EventRecorder:                        warningsOnly{r.host.recorder},
 		Provider:                             m,
 		ConfigMapInformer:                    r.host.configMaps,
 		SecretInformer:                       r.host.secrets,
@@ -307,4 +308,26 @@ func (r *registry) onSecretDeleted(ctx context.Context, s *corev1.Secret) {
 		log.G(ctx).WithError(err).WithField("node", nodeName).Error("delete virtual node of a removed member")
 	}
 	log.G(ctx).WithField("member", name).Info("member removed")
+}
+
+// warningsOnly passes on virtual-kubelet's warnings and drops its Normal events ("Create pod in provider
+// successfully", …): one host write per pod and per deletion that tells a user nothing the pod's status does not.
+type warningsOnly struct{ record.EventRecorder }
+
+func (w warningsOnly) Event(obj runtime.Object, eventtype, reason, message string) {
+	if eventtype != corev1.EventTypeNormal {
+		w.EventRecorder.Event(obj, eventtype, reason, message)
+	}
+}
+
+func (w warningsOnly) Eventf(obj runtime.Object, eventtype, reason, format string, args ...any) {
+	if eventtype != corev1.EventTypeNormal {
+		w.EventRecorder.Eventf(obj, eventtype, reason, format, args...)
+	}
+}
+
+func (w warningsOnly) AnnotatedEventf(obj runtime.Object, annotations map[string]string, eventtype, reason, format string, args ...any) {
+	if eventtype != corev1.EventTypeNormal {
+		w.EventRecorder.AnnotatedEventf(obj, annotations, eventtype, reason, format, args...)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,4 +146,26 @@ func memberPods(ctx context.Context, m *framework.Cluster, ns string) ([]corev1.
 		return nil, err
 	}
 	return l.Items, nil
+}
+
+// waitEvent waits for a host event in ns with reason, on the named object (any when empty), whose message contains
+// text.
+func waitEvent(t *testing.T, ns, object, reason, text string) {
+	t.Helper()
+	selector := "reason=" + reason
+	if object != "" {
+		selector += ",involvedObject.name=" + object
+	}
+	framework.Eventually(t, timeout, fmt.Sprintf("event %s on %q", reason, object), func(ctx context.Context) error {
+		evs, err := env.Host.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: selector})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if strings.Contains(e.Message, text) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d %s events, none mentions %q", len(evs.Items), reason, text)
+	})
 }
