@@ -79,8 +79,8 @@ func DefaultHostLevel() HostLevel {
 	return HostLevel{Keys: DefaultHostLevelKeys, VirtualNodePrefix: "tether-"}
 }
 
-// isHostLevel reports whether a requirement on key with values concerns virtual nodes only.
-func (h HostLevel) isHostLevel(key string, values []string) bool {
+// IsHostLevel reports whether a requirement on key with values concerns virtual nodes only.
+func (h HostLevel) IsHostLevel(key string, values []string) bool {
 	if !slices.Contains(h.Keys, key) {
 		return false
 	}
@@ -96,4 +96,10 @@ func (h HostLevel) isHostLevel(key string, values []string) bool {
 		}
 	}
 	return true
+}
+
+// IsHostLevelTopologyKey reports whether a topology key groups nodes by member (a pod (anti-)affinity or spread on
+// it means something on the host) rather than inside one.
+func (h HostLevel) IsHostLevelTopologyKey(key string) bool {
+	return key != hostnameKey && slices.Contains(h.Keys, key)
 }

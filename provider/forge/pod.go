@@ -151,7 +151,7 @@ func restoreScheduling(spec *corev1.PodSpec, parked *Scheduling) {
 // can satisfy because they speak of virtual nodes; the host scheduler already honoured them.
 func dropHostLevelTerms(spec *corev1.PodSpec, h HostLevel) {
 	for k, v := range spec.NodeSelector {
-		if h.isHostLevel(k, []string{v}) {
+		if h.IsHostLevel(k, []string{v}) {
 			delete(spec.NodeSelector, k)
 		}
 	}
@@ -201,7 +201,7 @@ func dropHostLevelTerms(spec *corev1.PodSpec, h HostLevel) {
 func cutTerm(t corev1.NodeSelectorTerm, h HostLevel) (corev1.NodeSelectorTerm, bool) {
 	before := len(t.MatchExpressions) + len(t.MatchFields)
 	t.MatchExpressions = slices.DeleteFunc(slices.Clone(t.MatchExpressions), func(r corev1.NodeSelectorRequirement) bool {
-		return h.isHostLevel(r.Key, r.Values)
+		return h.IsHostLevel(r.Key, r.Values)
 	})
 	// metadata.name in matchFields names nodes: on a virtual node's name it is host-level.
 	t.MatchFields = slices.DeleteFunc(slices.Clone(t.MatchFields), func(r corev1.NodeSelectorRequirement) bool {

@@ -69,14 +69,23 @@ const (
 	DefaultNodePods   = 110
 )
 
-// DefaultConfig is what the sandbox and the e2e suite start: a host and two members with three nodes each.
+// DefaultConfig is what the sandbox and the e2e suites start: a host and two members with three nodes each, node
+// j of each member in zone zone-<j>; m2's node 0 has disktype=ssd, and m1's node 1 a taint dedicated=special:NoSchedule,
+// so that tests can steer pods by label, zone and toleration.
 func DefaultConfig(dir string) Config {
-	return Config{
-		Dir:     dir,
-		Prefix:  "tether",
-		Members: []MemberConfig{UniformMember("m1", 3, NodeConfig{}), UniformMember("m2", 3, NodeConfig{})},
+	m1, m2 := UniformMember("m1", 3, NodeConfig{}), UniformMember("m2", 3, NodeConfig{})
+	for _, m := range []*MemberConfig{&m1, &m2} {
+		for j := range m.Nodes {
+			m.Nodes[j].Labels = map[string]string{ZoneLabel: fmt.Sprintf("zone-%d", j)}
+		}
 	}
+	m2.Nodes[0].Labels["disktype"] = "ssd"
+	m1.Nodes[1].Taints = []corev1.Taint{{Key: "dedicated", Value: "special", Effect: corev1.TaintEffectNoSchedule}}
+	return Config{Dir: dir, Prefix: "tether", Members: []MemberConfig{m1, m2}}
 }
+
+// ZoneLabel is the well-known zone label the default members carry.
+const ZoneLabel = "topology.kubernetes.io/zone"
 
 // UniformMember returns a member of n nodes that all look like tmpl.
 func UniformMember(name string, n int, tmpl NodeConfig) MemberConfig {

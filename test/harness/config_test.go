@@ -15,7 +15,8 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		t.Fatalf("default config invalid: %v", err)
 	}
 	n := cfg.Members[1].Nodes[2]
-	want := NodeConfig{Name: "m2-node-2", CPU: DefaultNodeCPU, Memory: DefaultNodeMemory, Pods: DefaultNodePods}
+	want := NodeConfig{Name: "m2-node-2", CPU: DefaultNodeCPU, Memory: DefaultNodeMemory, Pods: DefaultNodePods,
+		Labels: map[string]string{ZoneLabel: "zone-2"}}
 	if diff := cmp.Diff(want, n); diff != "" {
 		t.Errorf("completed node (-want +got):\n%s", diff)
 	}

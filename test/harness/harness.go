@@ -171,8 +171,20 @@ func up(ctx context.Context, cfg Config, st *State) error {
 			return fmt.Errorf("step wait for %s: %w", c.Name, err)
 		}
 	}
+	// Tether's own namespace in the host (member Secrets, the webhook's certificate).
+	cs, err := clientFor(st.Host().Kubeconfig)
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: TetherNamespace}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("step namespace %s: %w", TetherNamespace, err)
+	}
 	return nil
 }
+
+// TetherNamespace is Tether's namespace in the host.
+const TetherNamespace = "tether-system"
 
 func createCluster(ctx context.Context, cfg Config, st *State, c Cluster, host bool, logFile string) error {
 	conf, err := renderKwokctlConfig(cfg.Tools, host, cfg.DisableQPSLimits, filepath.Join(cfg.Dir, pkiDir), logFile, cfg.PortForwardTarget)

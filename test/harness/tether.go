@@ -62,3 +62,45 @@ func readyMessage(n *corev1.Node) string {
 	}
 	return "no Ready condition"
 }
+
+// TetherWebhook is the name of tether-webhook's process in the state.
+const TetherWebhook = "tether-webhook"
+
+// WebhookArgs are the arguments the sandbox and the e2e suites give tether-webhook: serving on 127.0.0.1:port with a
+// certificate it makes itself, and keeping the host's MutatingWebhookConfiguration pointed at that address.
+func (s *State) WebhookArgs(bin string, port, healthPort int, extra ...string) []string {
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	return append([]string{bin, "--kubeconfig", s.Host().Kubeconfig, "--namespace", TetherNamespace,
+		"--listen-address", addr, "--health-address", "127.0.0.1:" + strconv.Itoa(healthPort),
+		"--ip-addresses", "127.0.0.1", "--manage-webhook-configuration", "--url", "https://" + addr + "/mutate"}, extra...)
+}
+
+// WaitWebhook waits until the host apiserver calls tether-webhook: a server-side dry-run of a pod in a namespace
+// the webhook selects comes back mutated.
+func (s *State) WaitWebhook(ctx context.Context, namespace string, timeout time.Duration) error {
+	cs, err := clientFor(s.Host().Kubeconfig)
+	if err != nil {
+		return err
+	}
+	probe := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "webhook-probe-"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "probe"}}},
+	}
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		p, err := cs.CoreV1().Pods(namespace).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		if _, ok := p.Annotations["tether.io/scheduling"]; !ok {
+			last = errors.New("the probe pod came back unchanged: the webhook is not called yet")
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return errors.Join(err, last)
+	}
+	return nil
+}

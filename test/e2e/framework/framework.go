@@ -20,6 +20,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -85,6 +86,9 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 			return nil, fmt.Errorf("%s=%s: clusters not healthy: %w", EnvClusters, dir, err)
 		}
 		fmt.Fprintf(log, "e2e: reusing the clusters in %s\n", st.Dir)
+		if err := ensureWebhookNamespace(ctx, st); err != nil {
+			return nil, err
+		}
 		return newEnv(st, false)
 	}
 	repo, err := harness.FindRepoRoot(".")
@@ -103,11 +107,14 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	tetherNode := filepath.Join(dir, "tether-node")
-	build := exec.CommandContext(ctx, "go", "build", "-o", tetherNode, "./cmd/tether-node")
-	build.Dir = repo
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build tether-node: %w\n%s", err, out)
+	bins := map[string]string{}
+	for _, name := range []string{harness.TetherNode, harness.TetherWebhook} {
+		bins[name] = filepath.Join(dir, name)
+		build := exec.CommandContext(ctx, "go", "build", "-o", bins[name], "./cmd/"+name)
+		build.Dir = repo
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build %s: %w\n%s", name, err, out)
+		}
 	}
 	cfg := harness.DefaultConfig(dir)
 	cfg.Tools = tools
@@ -122,19 +129,61 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 	if err != nil {
 		return nil, errors.Join(err, harness.Down(context.WithoutCancel(ctx), dir))
 	}
-	port, err := freePort()
-	if err == nil {
-		// Short status and health intervals so that tests see changes quickly.
-		_, err = st.StartProcess(harness.TetherNode, st.TetherNodeArgs(tetherNode, port,
-			"--node-status-interval", "2s", "--health-interval", "1s", "--health-timeout", "1s", "--log-level", "debug")...)
-	}
-	if err == nil {
-		err = st.WaitVirtualNodes(ctx, time.Minute)
-	}
-	if err != nil {
+	if err := startTether(ctx, st, bins); err != nil {
 		return nil, errors.Join(err, e.Teardown(context.WithoutCancel(ctx)))
 	}
 	return e, nil
+}
+
+// WebhookNamespace is a host namespace the webhook selects, made by Setup for tests that need one fixed.
+const WebhookNamespace = "e2e-offload"
+
+// startTether starts tether-node and tether-webhook beside fresh clusters and waits until both work.
+func startTether(ctx context.Context, st *harness.State, bins map[string]string) error {
+	ports := make([]int, 3)
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			return err
+		}
+		ports[i] = p
+	}
+	// Short status and health intervals so that tests see changes quickly.
+	if _, err := st.StartProcess(harness.TetherNode, st.TetherNodeArgs(bins[harness.TetherNode], ports[0],
+		"--node-status-interval", "2s", "--health-interval", "1s", "--health-timeout", "1s", "--log-level", "debug")...); err != nil {
+		return err
+	}
+	if _, err := st.StartProcess(harness.TetherWebhook, st.WebhookArgs(bins[harness.TetherWebhook], ports[1], ports[2])...); err != nil {
+		return err
+	}
+	if err := st.WaitVirtualNodes(ctx, time.Minute); err != nil {
+		return err
+	}
+	if err := ensureWebhookNamespace(ctx, st); err != nil {
+		return err
+	}
+	return st.WaitWebhook(ctx, WebhookNamespace, time.Minute)
+}
+
+func ensureWebhookNamespace(ctx context.Context, st *harness.State) error {
+	cs, err := clientFor(st.Host().Kubeconfig)
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: WebhookNamespace, Labels: map[string]string{"tether.io/offload": "enabled"}}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+func clientFor(kubeconfig string) (kubernetes.Interface, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
 }
 
 func freePort() (int, error) {
@@ -146,21 +195,29 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// KillTetherNode stops tether-node with sig (SIGKILL to simulate a crash).
-func (e *Env) KillTetherNode(t testing.TB, sig syscall.Signal) {
+// StopProcess stops one of Tether's processes (harness.TetherNode, harness.TetherWebhook) with sig; SIGKILL
+// simulates a crash.
+func (e *Env) StopProcess(t testing.TB, name string, sig syscall.Signal) {
 	t.Helper()
-	if err := e.State.StopProcess(harness.TetherNode, sig); err != nil {
+	if err := e.State.StopProcess(name, sig); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// StartTetherNode starts tether-node again with its arguments and waits for the virtual nodes.
-func (e *Env) StartTetherNode(t testing.TB) {
+// StartProcess starts a stopped process again with its arguments and waits until it works.
+func (e *Env) StartProcess(t testing.TB, name string) {
 	t.Helper()
-	if err := e.State.RestartProcess(harness.TetherNode); err != nil {
+	if err := e.State.RestartProcess(name); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.State.WaitVirtualNodes(t.Context(), time.Minute); err != nil {
+	var err error
+	switch name {
+	case harness.TetherNode:
+		err = e.State.WaitVirtualNodes(t.Context(), time.Minute)
+	case harness.TetherWebhook:
+		err = e.State.WaitWebhook(t.Context(), WebhookNamespace, time.Minute)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 }
