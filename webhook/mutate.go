@@ -200,7 +200,9 @@ func splitTerm(t corev1.NodeSelectorTerm, h forge.HostLevel) (keep, parked corev
 	return keep, parked
 }
 
-func emptyTerm(t corev1.NodeSelectorTerm) bool { return len(t.MatchExpressions) == 0 && len(t.MatchFields) == 0 }
+func emptyTerm(t corev1.NodeSelectorTerm) bool {
+	return len(t.MatchExpressions) == 0 && len(t.MatchFields) == 0
+}
 
 func splitPodTerms[T any](terms []T, h forge.HostLevel, key func(T) string) (keep, parked []T) {
 	for _, t := range terms {
@@ -249,7 +251,9 @@ func MutateUpdate(old, in *corev1.Pod) *corev1.Pod {
 	pod.Spec.TopologySpreadConstraints = old.Spec.TopologySpreadConstraints
 	tolerations := slices.Clone(old.Spec.Tolerations)
 	for _, t := range in.Spec.Tolerations {
-		known := func(have corev1.Toleration) bool { return have.MatchToleration(&t) && equalSeconds(have.TolerationSeconds, t.TolerationSeconds) }
+		known := func(have corev1.Toleration) bool {
+			return have.MatchToleration(&t) && equalSeconds(have.TolerationSeconds, t.TolerationSeconds)
+		}
 		if !slices.ContainsFunc(tolerations, known) && !slices.ContainsFunc(parkedFields.Tolerations, known) {
 			tolerations = append(tolerations, t)
 		}
