@@ -69,19 +69,33 @@ const (
 	DefaultNodePods   = 110
 )
 
-// DefaultConfig is what the sandbox and the e2e suites start: a host and two members with three nodes each, node
-// j of each member in zone zone-<j>; m2's node 0 has disktype=ssd, and m1's node 1 a taint dedicated=special:NoSchedule,
-// so that tests can steer pods by label, zone and toleration.
+// DefaultConfig is what the sandbox and the e2e suites start: a host and two members (see DefaultMembers).
 func DefaultConfig(dir string) Config {
-	m1, m2 := UniformMember("m1", 3, NodeConfig{}), UniformMember("m2", 3, NodeConfig{})
-	for _, m := range []*MemberConfig{&m1, &m2} {
+	return Config{Dir: dir, Prefix: "tether", Members: DefaultMembers(2, 3, NodeConfig{})}
+}
+
+// DefaultMembers are n members m1…mn of the given number of nodes like tmpl, decorated so that tests and the sandbox
+// can steer pods by label, zone and toleration: node j of each member is in zone zone-<j>, the last member's node 0
+// has disktype=ssd, and the first member's node 1 (if any) a taint dedicated=special:NoSchedule.
+func DefaultMembers(n, nodes int, tmpl NodeConfig) []MemberConfig {
+	var ms []MemberConfig
+	for i := range n {
+		m := UniformMember(fmt.Sprintf("m%d", i+1), nodes, tmpl)
 		for j := range m.Nodes {
-			m.Nodes[j].Labels = map[string]string{ZoneLabel: fmt.Sprintf("zone-%d", j)}
+			if m.Nodes[j].Labels == nil {
+				m.Nodes[j].Labels = map[string]string{}
+			}
+			m.Nodes[j].Labels[ZoneLabel] = fmt.Sprintf("zone-%d", j)
 		}
+		ms = append(ms, m)
 	}
-	m2.Nodes[0].Labels["disktype"] = "ssd"
-	m1.Nodes[1].Taints = []corev1.Taint{{Key: "dedicated", Value: "special", Effect: corev1.TaintEffectNoSchedule}}
-	return Config{Dir: dir, Prefix: "tether", Members: []MemberConfig{m1, m2}}
+	if n > 0 && nodes > 0 {
+		ms[n-1].Nodes[0].Labels["disktype"] = "ssd"
+	}
+	if n > 0 && nodes > 1 {
+		ms[0].Nodes[1].Taints = append(ms[0].Nodes[1].Taints, corev1.Taint{Key: "dedicated", Value: "special", Effect: corev1.TaintEffectNoSchedule})
+	}
+	return ms
 }
 
 // ZoneLabel is the well-known zone label the default members carry.

@@ -411,7 +411,9 @@ func Load(dir string) (*State, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, stateFile), err)
 	}
-	st.Dir = dir
+	if st.Dir, err = filepath.Abs(dir); err != nil {
+		return nil, err
+	}
 	return &st, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
@@ -101,6 +102,19 @@ func (s *State) WaitWebhook(ctx context.Context, namespace string, timeout time.
 	})
 	if err != nil {
 		return errors.Join(err, last)
+	}
+	return nil
+}
+
+// EnsureNamespace creates a host namespace with labels unless it exists.
+func (s *State) EnsureNamespace(ctx context.Context, name string, labels map[string]string) error {
+	cs, err := clientFor(s.Host().Kubeconfig)
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("namespace %s: %w", name, err)
 	}
 	return nil
 }

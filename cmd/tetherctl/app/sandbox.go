@@ -34,8 +34,16 @@ type sandboxOptions struct {
 	cacheDir string
 }
 
-// sandboxKubeletPort is where the sandbox's tether-node serves the kubelet API of its virtual nodes.
-const sandboxKubeletPort = 10250
+// Ports of the sandbox's Tether processes on 127.0.0.1: tether-node's kubelet API, tether-webhook and its health
+// endpoints.
+const (
+	sandboxKubeletPort       = 10250
+	sandboxWebhookPort       = 9443
+	sandboxWebhookHealthPort = 9444
+)
+
+// demoNamespace is the sandbox's namespace whose pods are offloaded (label tether.io/offload=enabled).
+const demoNamespace = "demo"
 
 func (o *sandboxOptions) addFlags(cmd *cobra.Command) {
 	defDir := os.Getenv("SANDBOX_DIR")
@@ -81,7 +89,7 @@ func newSandboxUpCommand() *cobra.Command {
 		node             harness.NodeConfig
 		memberLabels     []string
 		disableQPSLimits bool
-		tetherNode       string
+		binDir           string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -93,10 +101,7 @@ func newSandboxUpCommand() *cobra.Command {
 				return fmt.Errorf("--members and --nodes must be at least 1")
 			}
 			cfg := harness.DefaultConfig(o.dir)
-			cfg.Members = nil
-			for i := range members {
-				cfg.Members = append(cfg.Members, harness.UniformMember(fmt.Sprintf("m%d", i+1), nodes, node))
-			}
+			cfg.Members = harness.DefaultMembers(members, nodes, node)
 			for _, spec := range memberLabels {
 				if err := cfg.ParseMemberLabels(spec); err != nil {
 					return err
@@ -104,23 +109,20 @@ func newSandboxUpCommand() *cobra.Command {
 			}
 			cfg.DisableQPSLimits = disableQPSLimits
 			cfg.Log = out
-			if tetherNode == "" {
+			if binDir == "" {
 				exe, err := os.Executable()
 				if err != nil {
 					return err
 				}
-				tetherNode = filepath.Join(filepath.Dir(exe), "tether-node")
+				binDir = filepath.Dir(exe)
 			}
-			var err error
-			if _, err = os.Stat(tetherNode); err != nil {
-				return fmt.Errorf("tether-node binary: %w (run make build, or give --tether-node)", err)
-			}
-			if tetherNode, err = filepath.Abs(tetherNode); err != nil {
+			binDir, err := filepath.Abs(binDir)
+			if err != nil {
 				return err
 			}
 			if st, err := harness.Load(o.dir); err == nil && harness.Healthy(ctx, st) == nil {
 				fmt.Fprintf(out, "a sandbox is already up in %s\n", st.Dir)
-				if err := ensureTetherNode(ctx, out, st, tetherNode); err != nil {
+				if err := ensureTether(ctx, out, st, binDir); err != nil {
 					return err
 				}
 				printTry(out, st)
@@ -144,7 +146,7 @@ func newSandboxUpCommand() *cobra.Command {
 			if err := linkKubectl(st); err != nil {
 				return err
 			}
-			if err := ensureTetherNode(ctx, out, st, tetherNode); err != nil {
+			if err := ensureTether(ctx, out, st, binDir); err != nil {
 				// Leave nothing half-started behind.
 				downCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 				defer cancel()
@@ -162,21 +164,40 @@ func newSandboxUpCommand() *cobra.Command {
 	cmd.Flags().StringVar(&node.Memory, "node-memory", harness.DefaultNodeMemory, "memory of each member node")
 	cmd.Flags().IntVar(&node.Pods, "node-pods", harness.DefaultNodePods, "pod capacity of each member node")
 	cmd.Flags().StringArrayVar(&memberLabels, "member-labels", nil, "extra node labels, MEMBER=k=v[,k=v] for all nodes of a member or MEMBER/INDEX=k=v for one (repeatable)")
-	cmd.Flags().StringVar(&tetherNode, "tether-node", "", "tether-node binary to run (default: tether-node beside tetherctl)")
+	cmd.Flags().StringVar(&binDir, "bin-dir", "", "folder of the tether-node and tether-webhook binaries to run (default: beside tetherctl)")
 	cmd.Flags().BoolVar(&disableQPSLimits, "disable-qps-limits", false, "lift client rate limits and API priority and fairness in every control plane (benchmarks)")
 	return cmd
 }
 
-// ensureTetherNode starts tether-node for every member unless it runs, and waits for the virtual nodes.
-func ensureTetherNode(ctx context.Context, out io.Writer, st *harness.State, bin string) error {
-	if p := st.Process(harness.TetherNode); p == nil || p.Pid == 0 || !harness.ProcessRunning(p) {
-		if _, err := st.StartProcess(harness.TetherNode, st.TetherNodeArgs(bin, sandboxKubeletPort)...); err != nil {
+// ensureTether starts tether-node and tether-webhook unless they run, and waits until both work.
+func ensureTether(ctx context.Context, out io.Writer, st *harness.State, binDir string) error {
+	procs := []struct {
+		name string
+		args []string
+	}{
+		{harness.TetherNode, st.TetherNodeArgs(filepath.Join(binDir, harness.TetherNode), sandboxKubeletPort)},
+		{harness.TetherWebhook, st.WebhookArgs(filepath.Join(binDir, harness.TetherWebhook), sandboxWebhookPort, sandboxWebhookHealthPort)},
+	}
+	for _, p := range procs {
+		if _, err := os.Stat(p.args[0]); err != nil {
+			return fmt.Errorf("%s: %w (run make build)", p.name, err)
+		}
+		if cur := st.Process(p.name); cur != nil && harness.ProcessRunning(cur) {
+			continue
+		}
+		if _, err := st.StartProcess(p.name, p.args...); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "tether-node started (log: %s)\n", st.Process(harness.TetherNode).Log)
+		fmt.Fprintf(out, "%s started (log: %s)\n", p.name, st.Process(p.name).Log)
 	}
 	if err := st.WaitVirtualNodes(ctx, time.Minute); err != nil {
 		return fmt.Errorf("virtual nodes not Ready (see %s): %w", st.Process(harness.TetherNode).Log, err)
+	}
+	if err := st.EnsureNamespace(ctx, demoNamespace, map[string]string{"tether.io/offload": "enabled"}); err != nil {
+		return err
+	}
+	if err := st.WaitWebhook(ctx, demoNamespace, time.Minute); err != nil {
+		return fmt.Errorf("webhook not answering (see %s): %w", st.Process(harness.TetherWebhook).Log, err)
 	}
 	return nil
 }
@@ -184,10 +205,13 @@ func ensureTetherNode(ctx context.Context, out io.Writer, st *harness.State, bin
 // demoManifest is a Deployment that runs through the virtual nodes, written into the sandbox for printTry.
 const demoManifest = "demo.yaml"
 
-const demoDeployment = `apiVersion: apps/v1
+const demoDeployment = `# In namespace demo (label tether.io/offload=enabled) tether-webhook adds the virtual nodes' toleration and parks
+# disktype=ssd: the host picks member m2 (tether.io/member stays on the host pod), m2 puts the pods on its ssd node.
+apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: demo
+  namespace: demo
 spec:
   replicas: 4
   selector:
@@ -196,8 +220,7 @@ spec:
     metadata:
       labels: {app: demo}
     spec:
-      tolerations:
-      - {key: virtual-kubelet.io/provider, operator: Equal, value: tether, effect: NoSchedule}
+      nodeSelector: {disktype: ssd, tether.io/member: m2}
       containers:
       - name: app
         image: registry.example/demo:1
@@ -221,17 +244,18 @@ func linkKubectl(st *harness.State) error {
 }
 
 func printTry(out io.Writer, st *harness.State) {
-	m1 := st.Members()[0]
+	// The default sandbox's ssd node is in its last member.
+	ssd := st.Members()[len(st.Members())-1]
 	fmt.Fprintf(out, `
   export KUBECONFIG=%s PATH=%s:$PATH
 
 Try:
   kubectl get nodes -L tether.io/member              # the host: one virtual node per member
-  kubectl apply -f %s                                 # a Deployment that tolerates the virtual nodes' taint
-  kubectl get pods -o wide; kubectl --kubeconfig %s get pods -o wide   # on tether-%s in the host, on kwok nodes in %s
+  kubectl apply -f %s                                 # a Deployment in the offloaded namespace demo
+  kubectl -n demo get pods -o wide; kubectl --kubeconfig %s -n demo get pods -o wide   # on tether-%s in the host, on the ssd node in %s
 
 Stop it with: make sandbox-down
-`, st.Host().Kubeconfig, filepath.Join(st.Dir, "bin"), filepath.Join(st.Dir, demoManifest), m1.Kubeconfig, m1.Name, m1.Name)
+`, st.Host().Kubeconfig, filepath.Join(st.Dir, "bin"), filepath.Join(st.Dir, demoManifest), ssd.Kubeconfig, ssd.Name, ssd.Name)
 }
 
 func newSandboxDownCommand() *cobra.Command {
