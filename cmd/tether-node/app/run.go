@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"github.com/virtual-kubelet/virtual-kubelet/log"
-	logruslogger "github.com/virtual-kubelet/virtual-kubelet/log/logrus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -15,11 +13,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/klog/v2"
+
+	"github.com/tetherkube/tether/internal/cli"
 )
 
 // NewCommand is tether-node's command.
@@ -38,7 +36,7 @@ A pod the host scheduler binds to a virtual node is created in its member; its s
 			if err != nil {
 				return err
 			}
-			ctx, err := withLogger(cmd.Context(), o.LogLevel)
+			ctx, err := cli.WithLogger(cmd.Context(), o.LogLevel)
 			if err != nil {
 				return err
 			}
@@ -49,26 +47,9 @@ A pod the host scheduler binds to a virtual node is created in its member; its s
 	return cmd
 }
 
-// withLogger sets up the one logging stack: virtual-kubelet's facade over logrus, with klog routed into it.
-func withLogger(ctx context.Context, level string) (context.Context, error) {
-	lvl, err := logrus.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	l := logrus.New()
-	l.SetLevel(lvl)
-	l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
-	entry := logrus.NewEntry(l)
-	logger := logruslogger.FromLogrus(entry)
-	log.L = logger
-	klog.SetOutput(entry.WithField("source", "klog").WriterLevel(logrus.InfoLevel))
-	klog.LogToStderr(false)
-	return log.WithLogger(ctx, logger), nil
-}
-
 // Run serves the members until ctx ends.
 func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
-	hostCfg, err := hostConfig(o.Kubeconfig)
+	hostCfg, err := cli.HostConfig(o.Kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -139,19 +120,4 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 	<-ctx.Done()
 	log.G(ctx).Info("tether-node stopping")
 	return nil
-}
-
-func hostConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
-	if cfg, err := rest.InClusterConfig(); err == nil {
-		return cfg, nil
-	}
-	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{})
-	cfg, err := loader.ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("no host cluster: not in a cluster, no --kubeconfig, and $KUBECONFIG does not work: %w", err)
-	}
-	return cfg, nil
 }

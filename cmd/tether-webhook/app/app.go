@@ -17,13 +17,11 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"github.com/virtual-kubelet/virtual-kubelet/log"
-	logruslogger "github.com/virtual-kubelet/virtual-kubelet/log/logrus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/tetherkube/tether/internal/cli"
 	"github.com/tetherkube/tether/provider/forge"
 	"github.com/tetherkube/tether/webhook"
 )
@@ -151,12 +149,9 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	lvl, _ := logrus.ParseLevel(o.LogLevel)
-	l := logrus.New()
-	l.SetLevel(lvl)
-	logger := logruslogger.FromLogrus(logrus.NewEntry(l))
-	log.L = logger
-	ctx = log.WithLogger(ctx, logger)
+	if ctx, err = cli.WithLogger(ctx, o.LogLevel); err != nil {
+		return err
+	}
 
 	skip := []string{metav1.NamespaceSystem, o.Namespace}
 	reg := prometheus.NewRegistry()
@@ -173,7 +168,7 @@ func Run(ctx context.Context, o *Options) error {
 	var certs *webhook.Certs
 	var client kubernetes.Interface
 	if o.TLSCertFile == "" || o.ManageWebhookConfiguration {
-		cfg, err := hostConfig(o.Kubeconfig)
+		cfg, err := cli.HostConfig(o.Kubeconfig)
 		if err != nil {
 			return err
 		}
@@ -273,17 +268,3 @@ loop:
 }
 
 func ptrTo[T any](v T) *T { return &v }
-
-func hostConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
-	if cfg, err := rest.InClusterConfig(); err == nil {
-		return cfg, nil
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("no host cluster: not in a cluster, no --kubeconfig, and $KUBECONFIG does not work: %w", err)
-	}
-	return cfg, nil
-}
