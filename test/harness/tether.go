@@ -20,7 +20,7 @@ const TetherNode = "tether-node"
 // the kubelet API on 127.0.0.1:kubeletPort, and extra.
 func (s *State) TetherNodeArgs(bin string, kubeletPort int, extra ...string) []string {
 	args := []string{bin, "--kubeconfig", s.Host().Kubeconfig, "--kubelet-address", "127.0.0.1",
-		"--kubelet-port", strconv.Itoa(kubeletPort)}
+		"--kubelet-bind-address", "127.0.0.1", "--kubelet-port", strconv.Itoa(kubeletPort), "--client-ca-file", s.KubeletClientCA}
 	for _, m := range s.Members() {
 		args = append(args, "--member", m.Name+"="+m.Kubeconfig)
 	}

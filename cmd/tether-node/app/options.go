@@ -25,6 +25,11 @@ type Options struct {
 	KeepLabelKeys  []string
 	KubeletAddress string
 	KubeletPort    int32
+	KubeletBind    string
+	TLSCertFile    string
+	TLSKeyFile     string
+	ClientCAFile   string
+	AnonymousAuth  bool
 
 	HostQPS     float32
 	HostBurst   int
@@ -51,6 +56,7 @@ func NewOptions() *Options {
 		NodePrefix:         "tether-",
 		KubeletAddress:     "127.0.0.1",
 		KubeletPort:        10250,
+		KubeletBind:        "0.0.0.0",
 		HostQPS:            500,
 		HostBurst:          1000,
 		MemberQPS:          500,
@@ -79,6 +85,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.KeepLabelKeys, "keep-label-keys", o.KeepLabelKeys, "label keys that describe virtual nodes, in addition to tether.io/member, type and kubernetes.io/hostname (same flag as tether-webhook)")
 	fs.StringVar(&o.KubeletAddress, "kubelet-address", o.KubeletAddress, "InternalIP of the virtual nodes: where the host apiserver reaches tether-node's kubelet API")
 	fs.Int32Var(&o.KubeletPort, "kubelet-port", o.KubeletPort, "port of tether-node's kubelet API, published on the virtual nodes")
+	fs.StringVar(&o.KubeletBind, "kubelet-bind-address", o.KubeletBind, "address the kubelet API listens on (port --kubelet-port)")
+	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "serving certificate of the kubelet API (default: self-signed for --kubelet-address; the host apiserver does not verify kubelet certificates unless given --kubelet-certificate-authority)")
+	fs.StringVar(&o.TLSKeyFile, "tls-private-key-file", o.TLSKeyFile, "key of --tls-cert-file")
+	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "CA that signs client certificates the kubelet API accepts (the host apiserver's --kubelet-client-certificate); bearer tokens are checked with TokenReview")
+	fs.BoolVar(&o.AnonymousAuth, "anonymous-auth", o.AnonymousAuth, "let requests without credentials through as system:anonymous (still authorized); off by default")
 	fs.Float32Var(&o.HostQPS, "host-qps", o.HostQPS, "client QPS towards the host apiserver")
 	fs.IntVar(&o.HostBurst, "host-burst", o.HostBurst, "client burst towards the host apiserver")
 	fs.Float32Var(&o.MemberQPS, "member-qps", o.MemberQPS, "client QPS towards each member apiserver")
@@ -122,6 +133,12 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 	}
 	if net.ParseIP(o.KubeletAddress) == nil {
 		errs = append(errs, fmt.Errorf("--kubelet-address %q: not an IP address", o.KubeletAddress))
+	}
+	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		errs = append(errs, errors.New("--tls-cert-file and --tls-private-key-file go together"))
+	}
+	if net.ParseIP(o.KubeletBind) == nil {
+		errs = append(errs, fmt.Errorf("--kubelet-bind-address %q: not an IP address", o.KubeletBind))
 	}
 	if o.KubeletPort <= 0 || o.KubeletPort > 65535 {
 		errs = append(errs, fmt.Errorf("--kubelet-port %d: out of range", o.KubeletPort))

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/tetherkube/tether/provider"
+	"github.com/tetherkube/tether/provider/kubelet"
 	"github.com/tetherkube/tether/provider/forge"
 )
 
@@ -57,6 +58,8 @@ type registry struct {
 }
 
 type running struct {
+	member     *kubelet.Member
+	nodeName   string
 	source     string // "flag" or the Secret's namespace/name
 	kubeconfig []byte // for Secrets: restart only when it changes
 	cancel     context.CancelFunc
@@ -116,7 +119,8 @@ func (r *registry) startWithKubeconfig(name, source string, cfg *rest.Config, ra
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("member", name))
-	run := &running{source: source, kubeconfig: raw, cancel: cancel, alive: &atomic.Bool{}, done: make(chan struct{})}
+	run := &running{member: &kubelet.Member{Name: name, Client: client, Config: cfg}, nodeName: m.NodeName(),
+		source: source, kubeconfig: raw, cancel: cancel, alive: &atomic.Bool{}, done: make(chan struct{})}
 	run.alive.Store(true)
 	r.active[name] = run
 	r.wg.Add(1)
@@ -190,6 +194,28 @@ func (r *registry) runMember(ctx context.Context, m *provider.Member, alive *ato
 	case err := <-errs:
 		return err
 	}
+}
+
+// NodeOf names the virtual node a host pod is bound to ("" when the pod is unknown).
+func (r *registry) NodeOf(namespace, pod string) string {
+	p, err := r.host.pods.Lister().Pods(namespace).Get(pod)
+	if err != nil {
+		return ""
+	}
+	return p.Spec.NodeName
+}
+
+// MemberOf finds the member a host pod runs in, for the kubelet API.
+func (r *registry) MemberOf(namespace, pod string) (*kubelet.Member, error) {
+	node := r.NodeOf(namespace, pod)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, run := range r.active {
+		if node != "" && run.nodeName == node {
+			return run.member, nil
+		}
+	}
+	return nil, kubelet.NotFound(namespace, pod)
 }
 
 func (r *registry) stop(name string) {

@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 
 	"github.com/spf13/cobra"
 	"github.com/virtual-kubelet/virtual-kubelet/log"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/tetherkube/tether/internal/cli"
+	"github.com/tetherkube/tether/provider/kubelet"
 )
 
 // NewCommand is tether-node's command.
@@ -117,7 +120,17 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 			return err
 		}
 	}
-	<-ctx.Done()
+	err = kubelet.Serve(ctx, kubelet.ServerConfig{
+		Address:       net.JoinHostPort(o.KubeletBind, strconv.Itoa(int(o.KubeletPort))),
+		CertFile:      o.TLSCertFile,
+		KeyFile:       o.TLSKeyFile,
+		SelfSignedIPs: []net.IP{net.ParseIP(o.KubeletAddress)},
+		ClientCAFile:  o.ClientCAFile,
+		Anonymous:     o.AnonymousAuth,
+		HostClient:    host,
+		NodeOf:        reg.NodeOf,
+		Relay:         &kubelet.Relay{Router: reg},
+	})
 	log.G(ctx).Info("tether-node stopping")
-	return nil
+	return err
 }

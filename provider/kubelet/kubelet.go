@@ -1,0 +1,224 @@
+// Package kubelet serves the kubelet API of every virtual node: kubectl logs, exec, attach and port-forward against
+// the host reach tether-node, which finds the pod's member and relays the call to the member apiserver's pod
+// subresources.
+package kubelet
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
+	"github.com/virtual-kubelet/virtual-kubelet/node/api"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/client-go/transport/spdy"
+	"k8s.io/utils/ptr"
+)
+
+// Member is where a pod runs: the member's clients.
+type Member struct {
+	Name   string
+	Client kubernetes.Interface
+	Config *rest.Config
+}
+
+// Router finds the member of a host pod (by the virtual node it is bound to).
+type Router interface {
+	MemberOf(namespace, pod string) (*Member, error)
+}
+
+// Relay implements the kubelet API's pod handlers by relaying to members.
+type Relay struct {
+	Router Router
+}
+
+// Handlers are the virtual-kubelet pod handlers backed by r.
+func (r *Relay) Handlers() api.PodHandlerConfig {
+	return api.PodHandlerConfig{
+		GetContainerLogs:  r.Logs,
+		RunInContainer:    r.Exec,
+		AttachToContainer: r.Attach,
+		PortForward:       r.PortForward,
+	}
+}
+
+// Logs streams a container's log from the member with every option kubectl sends.
+func (r *Relay) Logs(ctx context.Context, namespace, pod, container string, o api.ContainerLogOpts) (io.ReadCloser, error) {
+	m, err := r.Router.MemberOf(namespace, pod)
+	if err != nil {
+		return nil, err
+	}
+	return m.Client.CoreV1().Pods(namespace).GetLogs(pod, LogOptions(container, o)).Stream(ctx)
+}
+
+// LogOptions translates the kubelet API's log options into the pods/log subresource's.
+func LogOptions(container string, o api.ContainerLogOpts) *corev1.PodLogOptions {
+	opts := &corev1.PodLogOptions{
+		Container:  container,
+		Follow:     o.Follow,
+		Previous:   o.Previous,
+		Timestamps: o.Timestamps,
+	}
+	if o.Tail > 0 {
+		opts.TailLines = ptr.To(int64(o.Tail))
+	}
+	if o.LimitBytes > 0 {
+		opts.LimitBytes = ptr.To(int64(o.LimitBytes))
+	}
+	if o.SinceSeconds > 0 {
+		opts.SinceSeconds = ptr.To(int64(o.SinceSeconds))
+	}
+	if !o.SinceTime.IsZero() {
+		opts.SinceTime = ptr.To(metaTime(o.SinceTime))
+	}
+	return opts
+}
+
+// Exec runs a command in a member container, streaming stdin, stdout, stderr and terminal resizes. A non-zero exit
+// comes back as client-go's CodeExitError, which the kubelet API turns into the status kubectl reads the code from.
+func (r *Relay) Exec(ctx context.Context, namespace, pod, container string, cmd []string, attach api.AttachIO) error {
+	opts := &corev1.PodExecOptions{Container: container, Command: cmd, Stdin: attach.Stdin() != nil, Stdout: attach.Stdout() != nil,
+		Stderr: attach.Stderr() != nil, TTY: attach.TTY()}
+	return r.stream(ctx, namespace, pod, "exec", opts, attach)
+}
+
+// Attach attaches to a member container.
+func (r *Relay) Attach(ctx context.Context, namespace, pod, container string, attach api.AttachIO) error {
+	opts := &corev1.PodAttachOptions{Container: container, Stdin: attach.Stdin() != nil, Stdout: attach.Stdout() != nil,
+		Stderr: attach.Stderr() != nil, TTY: attach.TTY()}
+	return r.stream(ctx, namespace, pod, "attach", opts, attach)
+}
+
+func (r *Relay) stream(ctx context.Context, namespace, pod, subresource string, opts runtime.Object, attach api.AttachIO) error {
+	m, err := r.Router.MemberOf(namespace, pod)
+	if err != nil {
+		return err
+	}
+	u := m.Client.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource(subresource).
+		VersionedParams(opts, scheme.ParameterCodec).URL()
+	// WebSocket first, SPDY when the member does not speak it, as kubectl does.
+	spdyExec, err := remotecommand.NewSPDYExecutor(m.Config, http.MethodPost, u)
+	if err != nil {
+		return err
+	}
+	wsExec, err := remotecommand.NewWebSocketExecutor(m.Config, http.MethodGet, u.String())
+	if err != nil {
+		return err
+	}
+	exec, err := remotecommand.NewFallbackExecutor(wsExec, spdyExec, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
+	if err != nil {
+		return err
+	}
+	so := remotecommand.StreamOptions{Tty: attach.TTY()}
+	if in := attach.Stdin(); in != nil {
+		so.Stdin = in
+	}
+	if out := attach.Stdout(); out != nil {
+		so.Stdout = out
+	}
+	if e := attach.Stderr(); e != nil && !attach.TTY() {
+		so.Stderr = e
+	}
+	if attach.TTY() {
+		so.TerminalSizeQueue = sizeQueue{attach.Resize()}
+	}
+	return exec.StreamWithContext(ctx, so)
+}
+
+// sizeQueue hands terminal resizes from the kubelet API to the member stream.
+type sizeQueue struct{ ch <-chan api.TermSize }
+
+func (q sizeQueue) Next() *remotecommand.TerminalSize {
+	s, ok := <-q.ch
+	if !ok {
+		return nil
+	}
+	return &remotecommand.TerminalSize{Width: s.Width, Height: s.Height}
+}
+
+// PortForward forwards one connection to a member pod's port.
+func (r *Relay) PortForward(ctx context.Context, namespace, pod string, port int32, stream io.ReadWriteCloser) error {
+	m, err := r.Router.MemberOf(namespace, pod)
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	u := m.Client.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
+	transport, upgrader, err := spdy.RoundTripperFor(m.Config)
+	if err != nil {
+		return err
+	}
+	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	conn, _, err := dialer.Dial(portforward.PortForwardProtocolV1Name)
+	if err != nil {
+		return fmt.Errorf("port-forward to %s/%s in member %s: %w", namespace, pod, m.Name, err)
+	}
+	defer conn.Close()
+	return forwardOne(ctx, conn, port, stream)
+}
+
+// forwardOne runs one forwarded connection over an established port-forward connection, as kubectl does: an error
+// stream and a data stream with the port and a request id.
+func forwardOne(ctx context.Context, conn httpstream.Connection, port int32, stream io.ReadWriteCloser) error {
+	headers := http.Header{}
+	headers.Set(corev1.StreamType, corev1.StreamTypeError)
+	headers.Set(corev1.PortHeader, fmt.Sprint(port))
+	headers.Set(corev1.PortForwardRequestIDHeader, "0")
+	errorStream, err := conn.CreateStream(headers)
+	if err != nil {
+		return fmt.Errorf("create error stream: %w", err)
+	}
+	errorStream.Close() // we only read from it
+	errs := make(chan error, 3)
+	go func() {
+		msg, err := io.ReadAll(errorStream)
+		switch {
+		case err != nil:
+			errs <- fmt.Errorf("read error stream: %w", err)
+		case len(msg) > 0:
+			errs <- fmt.Errorf("port-forward: %s", msg)
+		}
+	}()
+	headers.Set(corev1.StreamType, corev1.StreamTypeData)
+	dataStream, err := conn.CreateStream(headers)
+	if err != nil {
+		return fmt.Errorf("create data stream: %w", err)
+	}
+	defer conn.RemoveStreams(errorStream, dataStream)
+	go func() {
+		_, err := io.Copy(stream, dataStream)
+		errs <- err
+	}()
+	go func() {
+		_, err := io.Copy(dataStream, stream)
+		dataStream.Close() // tell the member we are done writing
+		if err != nil {
+			errs <- err
+		}
+	}()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-errs:
+		return err
+	}
+}
+
+// NotFound is the error for a pod no virtual node knows.
+func NotFound(namespace, pod string) error {
+	return errdefs.NotFoundf("pod %s/%s is not on a virtual node of this tether-node", namespace, pod)
+}
+
+func metaTime(t time.Time) metav1.Time { return metav1.NewTime(t) }
