@@ -25,8 +25,8 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/tetherkube/tether/provider"
-	"github.com/tetherkube/tether/provider/kubelet"
 	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/provider/kubelet"
 )
 
 // Event reasons on member Secrets.
