@@ -133,9 +133,12 @@ func up(ctx context.Context, cfg Config, st *State) error {
 	if err := writeKubeletClientPKI(filepath.Join(dir, pkiDir)); err != nil {
 		return fmt.Errorf("step pki: %w", err)
 	}
-	logFile := filepath.Join(dir, "container.log")
+	logFile := filepath.Join(dir, containerLog)
 	if err := writeContainerLog(logFile, st.Started); err != nil {
 		return fmt.Errorf("step container log: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, attachLog), nil, 0o644); err != nil {
+		return fmt.Errorf("step attach log: %w", err)
 	}
 	names := []string{HostName}
 	for _, m := range cfg.Members {
@@ -187,7 +190,7 @@ func up(ctx context.Context, cfg Config, st *State) error {
 const TetherNamespace = "tether-system"
 
 func createCluster(ctx context.Context, cfg Config, st *State, c Cluster, host bool, logFile string) error {
-	conf, err := renderKwokctlConfig(cfg.Tools, host, cfg.DisableQPSLimits, filepath.Join(cfg.Dir, pkiDir), logFile, cfg.PortForwardTarget)
+	conf, err := renderKwokctlConfig(cfg.Tools, host, cfg.DisableQPSLimits, filepath.Join(cfg.Dir, pkiDir), logFile, filepath.Join(cfg.Dir, attachLog), cfg.PortForwardTarget)
 	if err != nil {
 		return fmt.Errorf("step config of %s: %w", c.Name, err)
 	}
@@ -464,7 +467,7 @@ func down(ctx context.Context, dir string, keepLogs bool) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	remove := []string{kwokDir, pkiDir, configDir, "container.log"}
+	remove := []string{kwokDir, pkiDir, configDir, containerLog, attachLog}
 	if !keepLogs {
 		remove = append(remove, logsDir)
 	}

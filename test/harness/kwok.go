@@ -69,6 +69,24 @@ var LogLines = []string{
 	"tether harness: line 5",
 }
 
+// AppendAttachLine appends a line to what `kubectl attach` shows of every member container: kwok streams the
+// attach file from its end, so only lines written while attached come through.
+func (s *State) AppendAttachLine(text string) error {
+	f, err := os.OpenFile(filepath.Join(s.Dir, attachLog), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = fmt.Fprintf(f, "%s stdout F %s\n", time.Now().UTC().Format(time.RFC3339Nano), text)
+	return err
+}
+
+// Files kwok serves: logs, and what attach streams.
+const (
+	containerLog = "container.log"
+	attachLog    = "attach.log"
+)
+
 // writeContainerLog writes LogLines in the CRI log format that kwok parses (it honours since, tail, timestamps).
 func writeContainerLog(path string, now time.Time) error {
 	ages := []time.Duration{2 * time.Hour, time.Hour, 0, 0, 0}
@@ -80,7 +98,7 @@ func writeContainerLog(path string, now time.Time) error {
 }
 
 // renderKwokctlConfig renders the multi-document configuration of one cluster.
-func renderKwokctlConfig(t *Tools, host bool, disableQPSLimits bool, pkiDir, logFile, portForwardTarget string) ([]byte, error) {
+func renderKwokctlConfig(t *Tools, host bool, disableQPSLimits bool, pkiDir, logFile, attachFile, portForwardTarget string) ([]byte, error) {
 	conf := kwokctlConfiguration{
 		APIVersion: "config.kwok.x-k8s.io/v1alpha1",
 		Kind:       "KwokctlConfiguration",
@@ -135,7 +153,7 @@ func renderKwokctlConfig(t *Tools, host bool, disableQPSLimits bool, pkiDir, log
 			kwokResource{"kwok.x-k8s.io/v1alpha1", "ClusterLogs", all,
 				map[string]any{"logs": []any{map[string]any{"logsFile": logFile, "follow": true}}}},
 			kwokResource{"kwok.x-k8s.io/v1alpha1", "ClusterAttach", all,
-				map[string]any{"attaches": []any{map[string]any{"logsFile": logFile}}}},
+				map[string]any{"attaches": []any{map[string]any{"logsFile": attachFile}}}},
 			kwokResource{"kwok.x-k8s.io/v1alpha1", "ClusterExec", all,
 				map[string]any{"execs": []any{map[string]any{"local": map[string]any{}}}}},
 			kwokResource{"kwok.x-k8s.io/v1alpha1", "ClusterPortForward", all,
