@@ -40,15 +40,18 @@ type Router interface {
 // Relay implements the kubelet API's pod handlers by relaying to members.
 type Relay struct {
 	Router Router
+	// Pods lists the host pods bound to the virtual nodes (the kubelet API's /pods).
+	Pods func(context.Context) ([]*corev1.Pod, error)
 }
 
 // Handlers are the virtual-kubelet pod handlers backed by r.
 func (r *Relay) Handlers() api.PodHandlerConfig {
 	return api.PodHandlerConfig{
-		GetContainerLogs:  r.Logs,
-		RunInContainer:    r.Exec,
-		AttachToContainer: r.Attach,
-		PortForward:       r.PortForward,
+		GetContainerLogs:      r.Logs,
+		RunInContainer:        r.Exec,
+		AttachToContainer:     r.Attach,
+		PortForward:           r.PortForward,
+		GetPodsFromKubernetes: r.Pods,
 	}
 }
 

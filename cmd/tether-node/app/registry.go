@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	corev1informers "k8s.io/client-go/informers/core/v1"
@@ -203,6 +204,27 @@ func (r *registry) NodeOf(namespace, pod string) string {
 		return ""
 	}
 	return p.Spec.NodeName
+}
+
+// Pods lists the host pods bound to the virtual nodes this process serves, for the kubelet API's /pods.
+func (r *registry) Pods(context.Context) ([]*corev1.Pod, error) {
+	r.mu.Lock()
+	nodes := map[string]bool{}
+	for _, run := range r.active {
+		nodes[run.nodeName] = true
+	}
+	r.mu.Unlock()
+	all, err := r.host.pods.Lister().List(labels.Everything())
+	if err != nil {
+		return nil, err
+	}
+	var out []*corev1.Pod
+	for _, p := range all {
+		if nodes[p.Spec.NodeName] {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // MemberOf finds the member a host pod runs in, for the kubelet API.

@@ -129,7 +129,7 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 		Anonymous:     o.AnonymousAuth,
 		HostClient:    host,
 		NodeOf:        reg.NodeOf,
-		Relay:         &kubelet.Relay{Router: reg},
+		Relay:         &kubelet.Relay{Router: reg, Pods: reg.Pods},
 	})
 	log.G(ctx).Info("tether-node stopping")
 	return err
