@@ -1,5 +1,6 @@
-// Module tools pins the Kubernetes control plane that the local harness builds.
-// hack/harness/build.sh reads KUBERNETES_VERSION below; change both together.
+// This module pins the Kubernetes control plane the local harness builds (test/harness/tools.go builds its
+// commands and stamps them with the version required below). To move to another release, change that version and
+// every staging replace line with it; the tools cache key changes and the next run rebuilds.
 module github.com/tetherkube/tether/hack/tools/kubernetes
 
 go 1.26.0
