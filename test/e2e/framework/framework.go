@@ -4,6 +4,7 @@
 package framework
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -289,6 +290,25 @@ func (c *Cluster) MustKubectl(t testing.TB, stdin io.Reader, args ...string) str
 		t.Fatalf("kubectl %s: exit %d: %s", strings.Join(args, " "), res.ExitCode, res.Stderr)
 	}
 	return res.Stdout
+}
+
+// StartKubectl starts the real kubectl against the cluster in the background (logs -f, attach, port-forward) and
+// returns its standard output; it is stopped when the test ends.
+func (c *Cluster) StartKubectl(t testing.TB, args ...string) *bufio.Reader {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background()) // ended by the cleanup below
+	cmd := exec.CommandContext(ctx, c.kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	return bufio.NewReader(out)
 }
 
 // Namespace creates a namespace with a generated name in the cluster and deletes it when the test ends.

@@ -151,20 +151,10 @@ func TestExec(t *testing.T) {
 
 func TestAttach(t *testing.T) {
 	ns, pod := runningPod(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, env.State.Kubectl, "--kubeconfig", env.Host.Kubeconfig, "attach", "-n", ns, pod, "-c", "app")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = cmd.Wait() }()
+	out := env.Host.StartKubectl(t, "attach", "-n", ns, pod, "-c", "app")
 	lines := make(chan string, 1)
 	go func() {
-		line, _ := bufio.NewReader(out).ReadString('\n')
+		line, _ := out.ReadString('\n')
 		lines <- line
 	}()
 	// kwok streams what is written to the attach file while attached: write until a line comes through.
@@ -187,19 +177,9 @@ func TestAttach(t *testing.T) {
 
 func TestPortForward(t *testing.T) {
 	ns, pod := runningPod(t)
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, env.State.Kubectl, "--kubeconfig", env.Host.Kubeconfig, "port-forward", "-n", ns, pod, ":8080")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = cmd.Wait() }()
+	out := env.Host.StartKubectl(t, "port-forward", "-n", ns, pod, ":8080")
 	// "Forwarding from 127.0.0.1:PORT -> 8080"
-	line, err := bufio.NewReader(out).ReadString('\n')
+	line, err := out.ReadString('\n')
 	if err != nil {
 		t.Fatalf("port-forward: %v", err)
 	}
