@@ -8,6 +8,10 @@ UNIT_PKGS    = $(shell $(GO) list ./... | grep -v /test/e2e)
 E2E_TIMEOUT ?= 30m
 
 export SANDBOX_DIR
+# The e2e packages run in their own folders: a relative TETHER_E2E_CLUSTERS must be made absolute here.
+ifneq ($(TETHER_E2E_CLUSTERS),)
+export TETHER_E2E_CLUSTERS := $(abspath $(TETHER_E2E_CLUSTERS))
+endif
 
 .PHONY: all build vet fmt unit e2e test tools sandbox sandbox-down sandbox-status clean
 
