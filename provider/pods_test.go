@@ -1,0 +1,140 @@
+package provider
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/tetherkube/tether/provider/forge"
+)
+
+// newTestMember is a Member over fake clientsets, its caches synced with the given objects.
+func newTestMember(t *testing.T, hostPods []*corev1.Pod, memberObjs ...*corev1.Pod) (*Member, *fake.Clientset, *record.FakeRecorder) {
+	t.Helper()
+	host := fake.NewClientset()
+	for _, p := range hostPods {
+		if _, err := host.CoreV1().Pods(p.Namespace).Create(t.Context(), p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	member := fake.NewClientset()
+	for _, p := range memberObjs {
+		if _, err := member.CoreV1().Pods(p.Namespace).Create(t.Context(), p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hf := informers.NewSharedInformerFactory(host, 0)
+	rec := record.NewFakeRecorder(10)
+	m, err := New(Config{
+		Member: "m1", NodeName: "tether-m1", ClusterID: "host-1", HostLevel: forge.DefaultHostLevel(),
+		MemberClient: member, HostClient: host,
+		HostPods: hf.Core().V1().Pods().Lister(), HostConfigMaps: hf.Core().V1().ConfigMaps().Lister(),
+		HostSecrets: hf.Core().V1().Secrets().Lister(), HostSAs: hf.Core().V1().ServiceAccounts().Lister(),
+		Recorder: rec, InternalIP: "127.0.0.1", KubeletPort: 10250, HealthInterval: time.Second, HealthTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hf.Start(t.Context().Done())
+	if !cache.WaitForCacheSync(t.Context().Done(), hf.Core().V1().Pods().Informer().HasSynced) {
+		t.Fatal("host cache")
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hf.Shutdown(); m.Shutdown() })
+	member.ClearActions()
+	return m, member, rec
+}
+
+func hostPod(uid string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: types.UID("uid-" + uid)},
+		Spec:       corev1.PodSpec{NodeName: "tether-m1", Containers: []corev1.Container{{Name: "app", Image: "web:1"}}},
+	}
+}
+
+
+func memberPod(labels map[string]string, hostUID string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "member-uid", Labels: labels,
+		Annotations: map[string]string{forge.AnnotationHostUID: hostUID}}}
+}
+
+func writes(c *fake.Clientset) []k8stesting.Action {
+	var out []k8stesting.Action
+	for _, a := range c.Actions() {
+		if a.GetVerb() != "get" && a.GetVerb() != "list" && a.GetVerb() != "watch" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func TestCreatePodNameConflict(t *testing.T) {
+	host := hostPod("1")
+	m, member, rec := newTestMember(t, []*corev1.Pod{host}, memberPod(map[string]string{"app": "theirs"}, ""))
+	err := m.CreatePod(t.Context(), host)
+	if err == nil || !strings.Contains(err.Error(), "does not own") {
+		t.Fatalf("err = %v, want a conflict", err)
+	}
+	if w := writes(member); len(w) != 0 {
+		t.Errorf("the unowned member pod was touched: %v", w)
+	}
+	if ev := <-rec.Events; !strings.Contains(ev, ReasonNameConflict) {
+		t.Errorf("event %q", ev)
+	}
+}
+
+func TestCreatePodAdoptsOwnCopy(t *testing.T) {
+	host := hostPod("1")
+	owner := forge.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
+	m, member, _ := newTestMember(t, []*corev1.Pod{host}, memberPod(owner.Labels(), string(host.UID)))
+	if err := m.CreatePod(t.Context(), host); err != nil {
+		t.Fatal(err)
+	}
+	if w := writes(member); len(w) != 0 {
+		t.Errorf("adoption wrote to the member: %v", w)
+	}
+}
+
+func TestDeletePodLeavesOthersAlone(t *testing.T) {
+	host := hostPod("1")
+	otherHost := forge.Owner{ClusterID: "host-2", NodeName: "tether-m1"}
+	m, member, _ := newTestMember(t, []*corev1.Pod{host}, memberPod(otherHost.Labels(), string(host.UID)))
+	if err := m.DeletePod(t.Context(), host); !errdefs.IsNotFound(err) {
+		t.Errorf("err = %v, want NotFound", err)
+	}
+	if w := writes(member); len(w) != 0 {
+		t.Errorf("a pod of another host cluster was touched: %v", w)
+	}
+}
+
+func TestDeletePodUsesUIDPrecondition(t *testing.T) {
+	host := hostPod("1")
+	host.DeletionGracePeriodSeconds = new(int64)
+	*host.DeletionGracePeriodSeconds = 7
+	owner := forge.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
+	m, member, _ := newTestMember(t, []*corev1.Pod{host}, memberPod(owner.Labels(), string(host.UID)))
+	if err := m.DeletePod(t.Context(), host); err != nil {
+		t.Fatal(err)
+	}
+	w := writes(member)
+	if len(w) != 1 || w[0].GetVerb() != "delete" {
+		t.Fatalf("writes %v, want one delete", w)
+	}
+	opts := w[0].(k8stesting.DeleteActionImpl).DeleteOptions
+	if opts.Preconditions == nil || opts.Preconditions.UID == nil || *opts.Preconditions.UID != "member-uid" ||
+		opts.GracePeriodSeconds == nil || *opts.GracePeriodSeconds != 7 {
+		t.Errorf("delete options %+v, want UID precondition and the host's grace period", opts)
+	}
+}
