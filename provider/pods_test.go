@@ -64,7 +64,6 @@ func hostPod(uid string) *corev1.Pod {
 	}
 }
 
-
 func memberPod(labels map[string]string, hostUID string) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "member-uid", Labels: labels,
 		Annotations: map[string]string{forge.AnnotationHostUID: hostUID}}}
