@@ -73,9 +73,11 @@ type Member struct {
 	mu         sync.Mutex
 	notifyPod  func(*corev1.Pod)
 	notifyNode func(*corev1.Node)
+	initial    *corev1.Node // what InitialNode registered
 
 	// ctx is Start's: the lifetime of work that informer handlers start.
-	ctx context.Context
+	ctx       context.Context
+	startOnce sync.Once
 
 	recompute chan struct{}
 	reachable atomic.Bool
@@ -136,15 +138,41 @@ func (m *Member) NodeName() string { return m.cfg.NodeName }
 // Start starts the member informers and waits until they have synced or ctx ends. An unreachable member keeps it
 // waiting; the node says so meanwhile (see RunNode).
 func (m *Member) Start(ctx context.Context) error {
-	m.ctx = log.WithLogger(ctx, log.G(ctx).WithField("member", m.cfg.Member))
-	m.factory.Start(ctx.Done())
-	m.ownFactory.Start(ctx.Done())
+	m.startInformers(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), m.synced...) {
 		return fmt.Errorf("member %s: caches did not sync: %w", m.cfg.Member, ctx.Err())
 	}
 	log.G(ctx).WithField("member", m.cfg.Member).Info("member caches synced")
 	m.triggerRecompute()
 	return nil
+}
+
+func (m *Member) startInformers(ctx context.Context) {
+	m.startOnce.Do(func() {
+		m.ctx = log.WithLogger(ctx, log.G(ctx).WithField("member", m.cfg.Member))
+		m.factory.Start(ctx.Done())
+		m.ownFactory.Start(ctx.Done())
+	})
+}
+
+// InitialNode is the node to register or refresh at start. It probes the member and gives its caches up to wait
+// to sync first, so that a restart of tether-node publishes the member's real state rather than a moment of
+// "not known yet" (which would turn the node NotReady for a breath).
+func (m *Member) InitialNode(ctx context.Context, wait time.Duration) *corev1.Node {
+	m.startInformers(ctx)
+	m.probe(ctx)
+	syncCtx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	cache.WaitForCacheSync(syncCtx.Done(), m.synced...)
+	n := m.currentNode()
+	// Carry over the transition times the node already shows, so that a restart is not a transition.
+	if have, err := m.cfg.HostClient.CoreV1().Nodes().Get(ctx, m.cfg.NodeName, metav1.GetOptions{}); err == nil {
+		keepTransitionTimes(have, n)
+	}
+	m.mu.Lock()
+	m.initial = n
+	m.mu.Unlock()
+	return n
 }
 
 // Shutdown waits for the informers to stop after ctx ended.

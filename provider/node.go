@@ -57,8 +57,12 @@ func (m *Member) NotifyNodeStatus(_ context.Context, cb func(*corev1.Node)) {
 func (m *Member) RunNode(ctx context.Context) {
 	probe := time.NewTicker(m.cfg.HealthInterval)
 	defer probe.Stop()
-	var last *corev1.Node
-	m.probe(ctx)
+	m.mu.Lock()
+	last := m.initial // the node controller publishes it itself
+	m.mu.Unlock()
+	if last == nil {
+		m.probe(ctx)
+	}
 	for {
 		node := m.currentNode()
 		if last != nil {

@@ -140,7 +140,7 @@ func (r *registry) startWithKubeconfig(name, source string, cfg *rest.Config, ra
 func (r *registry) runMember(ctx context.Context, m *provider.Member, alive *atomic.Bool) error {
 	defer m.Shutdown()
 	nodes := r.host.client.CoreV1().Nodes()
-	nc, err := node.NewNodeController(m, m.Node(), nodes,
+	nc, err := node.NewNodeController(m, m.InitialNode(ctx, 10*time.Second), nodes,
 		node.WithNodeEnableLeaseV1(r.host.client.CoordinationV1().Leases(corev1.NamespaceNodeLease), r.o.LeaseDuration),
 		node.WithNodeStatusUpdateInterval(r.o.NodeStatusInterval),
 		node.WithNodeStatusUpdateErrorHandler(func(ctx context.Context, err error) error {
