@@ -245,7 +245,11 @@ func (e *Env) Teardown(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	return harness.Down(ctx, e.State.Dir)
+	if err := harness.Down(ctx, e.State.Dir); err != nil {
+		return err
+	}
+	// The folder is Setup's own: it also holds the binaries built for the run.
+	return os.RemoveAll(e.State.Dir)
 }
 
 // KubectlResult is what one kubectl run printed and how it ended.
