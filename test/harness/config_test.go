@@ -9,7 +9,7 @@ import (
 
 func TestConfigDefaultsAndValidation(t *testing.T) {
 	cfg := DefaultConfig("/tmp/x")
-	cfg.Tools = toolsIn("/tools", "v1.36.3")
+	cfg.Tools = toolsIn("/tools", "/ms", "v1.36.3")
 	cfg.complete()
 	if err := cfg.validate(); err != nil {
 		t.Fatalf("default config invalid: %v", err)

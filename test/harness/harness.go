@@ -159,6 +159,7 @@ func up(ctx context.Context, cfg Config, st *State) error {
 		if err := createCluster(ctx, cfg, st, c, i == 0, logFile); err != nil {
 			return err
 		}
+
 		fmt.Fprintf(cfg.Log, "cluster %s up in %s\n", name, time.Since(start).Round(100*time.Millisecond))
 	}
 	// Members get their nodes after every control plane runs, so their kube-controller-managers have had
@@ -190,7 +191,8 @@ func up(ctx context.Context, cfg Config, st *State) error {
 const TetherNamespace = "tether-system"
 
 func createCluster(ctx context.Context, cfg Config, st *State, c Cluster, host bool, logFile string) error {
-	conf, err := renderKwokctlConfig(cfg.Tools, host, cfg.DisableQPSLimits, filepath.Join(cfg.Dir, pkiDir), logFile, filepath.Join(cfg.Dir, attachLog), cfg.PortForwardTarget)
+	conf, err := renderKwokctlConfig(cfg.Tools, host, cfg.DisableQPSLimits, filepath.Join(cfg.Dir, pkiDir),
+		filepath.Join(cfg.Dir, kwokDir, "clusters", c.KwokName, "pki"), logFile, filepath.Join(cfg.Dir, attachLog), cfg.PortForwardTarget)
 	if err != nil {
 		return fmt.Errorf("step config of %s: %w", c.Name, err)
 	}
@@ -319,9 +321,11 @@ func kwokNode(n NodeConfig) *corev1.Node {
 	}
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        n.Name,
-			Labels:      labels,
-			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+			Name:   n.Name,
+			Labels: labels,
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
+				// where kwok serves this node's /metrics/resource; metrics-server reads the annotation
+				"metrics.k8s.io/resource-metrics-path": "/metrics/nodes/" + n.Name + "/metrics/resource"},
 		},
 		Spec: corev1.NodeSpec{Taints: n.Taints},
 		Status: corev1.NodeStatus{

@@ -37,6 +37,9 @@ type kwokctlOptions struct {
 	KubeControllerManagerNodeMonitorPeriodMilliseconds      int64    `json:"kubeControllerManagerNodeMonitorPeriodMilliseconds,omitempty"`
 	KubeControllerManagerNodeMonitorGracePeriodMilliseconds int64    `json:"kubeControllerManagerNodeMonitorGracePeriodMilliseconds,omitempty"`
 	HeartbeatFactor                                         float64  `json:"heartbeatFactor,omitempty"`
+	EnableMetricsServer                                     bool     `json:"enableMetricsServer,omitempty"`
+	MetricsServerBinary                                     string   `json:"metricsServerBinary,omitempty"`
+	MetricsServerManifests                                  []string `json:"metricsServerManifests,omitempty"`
 }
 
 type componentPatches struct {
@@ -98,7 +101,9 @@ func writeContainerLog(path string, now time.Time) error {
 }
 
 // renderKwokctlConfig renders the multi-document configuration of one cluster.
-func renderKwokctlConfig(t *Tools, host bool, disableQPSLimits bool, pkiDir, logFile, attachFile, portForwardTarget string) ([]byte, error) {
+// signingDir holds the cluster's own CA (ca.crt, ca.key, made by kwokctl): the host's controller manager signs
+// kubelet serving certificates with it.
+func renderKwokctlConfig(t *Tools, host bool, disableQPSLimits bool, pkiDir, signingDir, logFile, attachFile, portForwardTarget string) ([]byte, error) {
 	conf := kwokctlConfiguration{
 		APIVersion: "config.kwok.x-k8s.io/v1alpha1",
 		Kind:       "KwokctlConfiguration",
@@ -134,8 +139,22 @@ func renderKwokctlConfig(t *Tools, host bool, disableQPSLimits bool, pkiDir, log
 				{Key: "kubelet-client-key", Value: filepath.Join(pkiDir, kubeletClientKey)},
 				{Key: "kubelet-preferred-address-types", Value: "InternalIP,Hostname"},
 			},
+		}, {
+			// CertificateSigningRequests for kubelet serving certificates (tether-node
+			// --rotate-server-certificates) are signed, once approved, with the cluster's CA.
+			Name: "kube-controller-manager",
+			ExtraArgs: []extraArgs{
+				{Key: "cluster-signing-kubelet-serving-cert-file", Value: filepath.Join(signingDir, "ca.crt")},
+				{Key: "cluster-signing-kubelet-serving-key-file", Value: filepath.Join(signingDir, "ca.key")},
+			},
 		}}
 	} else {
+		// metrics-server makes the member serve metrics.k8s.io from kwok's fake usage (1m CPU and 1Mi memory per
+		// pod, or the pod's annotations kwok.x-k8s.io/usage-cpu and kwok.x-k8s.io/usage-memory). kwokctl runs it
+		// only beside a kwok-controller, so the host has none.
+		conf.Options.EnableMetricsServer = true
+		conf.Options.MetricsServerBinary = t.MetricsServer
+		conf.Options.MetricsServerManifests = []string{t.MetricsServerManifests}
 		all := map[string]string{"name": "tether-harness"}
 		forward := map[string]any{"command": []string{"cat"}} // an echo server
 		if portForwardTarget != "" {

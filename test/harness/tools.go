@@ -28,6 +28,9 @@ type Tools struct {
 	Etcd                  string
 	Kwok                  string
 	Kwokctl               string
+	// MetricsServer runs in members (metrics.k8s.io); MetricsServerManifests is its kustomize folder.
+	MetricsServer          string
+	MetricsServerManifests string
 	// KubernetesVersion is the pinned k8s.io/kubernetes version, e.g. v1.36.3.
 	KubernetesVersion string
 }
@@ -38,15 +41,53 @@ type toolModule struct {
 	pkgs []string
 }
 
-var toolModules = []toolModule{
-	{"kubernetes", []string{
-		"k8s.io/kubernetes/cmd/kube-apiserver",
-		"k8s.io/kubernetes/cmd/kube-controller-manager",
-		"k8s.io/kubernetes/cmd/kube-scheduler",
-		"k8s.io/kubernetes/cmd/kubectl",
-	}},
-	{"etcd", []string{"./cmd/etcd"}},
-	{"kwok", []string{"sigs.k8s.io/kwok/cmd/kwok", "sigs.k8s.io/kwok/cmd/kwokctl"}},
+// toolSet is a group of tool modules cached under one key: <cache>/tools/<prefix><key>. The control plane and the
+// metrics-server are separate sets, so adding or moving one does not rebuild the other.
+type toolSet struct {
+	prefix  string
+	modules []toolModule
+	// ldflags stamps a version into the binaries of one module (kwokctl reads `--version` to choose flags).
+	ldflags func(ctx context.Context, moduleDir string) (string, error)
+	// after runs in the build folder once the binaries are there.
+	after func(ctx context.Context, toolsRoot, buildDir string) error
+}
+
+var controlPlane = toolSet{
+	modules: []toolModule{
+		{"kubernetes", []string{
+			"k8s.io/kubernetes/cmd/kube-apiserver",
+			"k8s.io/kubernetes/cmd/kube-controller-manager",
+			"k8s.io/kubernetes/cmd/kube-scheduler",
+			"k8s.io/kubernetes/cmd/kubectl",
+		}},
+		{"etcd", []string{"./cmd/etcd"}},
+		{"kwok", []string{"sigs.k8s.io/kwok/cmd/kwok", "sigs.k8s.io/kwok/cmd/kwokctl"}},
+	},
+	ldflags: func(ctx context.Context, dir string) (string, error) {
+		if filepath.Base(dir) != "kubernetes" {
+			return "", nil
+		}
+		v, err := output(ctx, dir, "go", "list", "-m", "-f", "{{.Version}}", "k8s.io/kubernetes")
+		return kubeVersionLDFlags(v), err
+	},
+}
+
+// metricsServer runs in members (kwokctl starts it) so that they serve metrics.k8s.io; its kustomize manifests are
+// copied next to the binary, since kwokctl would otherwise download them.
+var metricsServer = toolSet{
+	prefix:  "metrics-server-",
+	modules: []toolModule{{"metrics-server", []string{"sigs.k8s.io/metrics-server/cmd/metrics-server"}}},
+	ldflags: func(ctx context.Context, dir string) (string, error) {
+		v, err := output(ctx, dir, "go", "list", "-m", "-f", "{{.Version}}", "sigs.k8s.io/metrics-server")
+		return "-X k8s.io/client-go/pkg/version.gitVersion=" + v, err
+	},
+	after: func(ctx context.Context, toolsRoot, buildDir string) error {
+		src, err := output(ctx, filepath.Join(toolsRoot, "metrics-server"), "go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/metrics-server")
+		if err != nil {
+			return err
+		}
+		return os.CopyFS(filepath.Join(buildDir, "metrics-server-manifests"), os.DirFS(filepath.Join(src, "manifests", "base")))
+	},
 }
 
 // DefaultCacheDir is $TETHER_CACHE_DIR, or tether/ under the user's cache directory (~/.cache/tether).
@@ -61,8 +102,8 @@ func DefaultCacheDir() (string, error) {
 	return filepath.Join(d, "tether"), nil
 }
 
-// EnsureTools returns the control-plane binaries pinned by the modules under <repoRoot>/hack/tools, building them
-// into <cacheDir>/tools/<key> first if that folder does not hold them yet. The key is a hash of the pins (go.mod,
+// EnsureTools returns the binaries pinned by the modules under <repoRoot>/hack/tools, building them into
+// <cacheDir>/tools/<key> first if that folder does not hold them yet. The key is a hash of the pins (go.mod,
 // go.sum and sources of each tools module), the Go version and the build recipe, so a changed pin rebuilds and
 // anything else reuses. Concurrent callers (a sandbox and a test run) wait for each other through a file lock.
 func EnsureTools(ctx context.Context, repoRoot, cacheDir string, log io.Writer) (*Tools, error) {
@@ -78,64 +119,91 @@ func EnsureTools(ctx context.Context, repoRoot, cacheDir string, log io.Writer) 
 	if err != nil {
 		return nil, fmt.Errorf("step tools: go env GOVERSION: %w", err)
 	}
-	key, err := toolsKey(toolsRoot, goVersion)
-	if err != nil {
-		return nil, fmt.Errorf("step tools: hash the pins under %s: %w", toolsRoot, err)
-	}
 	k8sVersion, err := output(ctx, filepath.Join(toolsRoot, "kubernetes"), goBin, "list", "-m", "-f", "{{.Version}}", "k8s.io/kubernetes")
 	if err != nil {
 		return nil, fmt.Errorf("step tools: read the pinned k8s.io/kubernetes version: %w", err)
 	}
-	dir := filepath.Join(cacheDir, "tools", key)
-	t := toolsIn(dir, k8sVersion)
-	if t.complete() {
-		return t, nil
+	cpDir, err := ensureSet(ctx, controlPlane, goBin, goVersion, toolsRoot, cacheDir, log, func(dir string) bool {
+		return toolsIn(dir, "", k8sVersion).controlPlaneComplete()
+	})
+	if err != nil {
+		return nil, err
 	}
+	msDir, err := ensureSet(ctx, metricsServer, goBin, goVersion, toolsRoot, cacheDir, log, func(dir string) bool {
+		return executable(filepath.Join(dir, "metrics-server")) && exists(filepath.Join(dir, "metrics-server-manifests", "kustomization.yaml"))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return toolsIn(cpDir, msDir, k8sVersion), nil
+}
 
+// ensureSet returns the cache folder of one tool set, building it first when complete says it is not there.
+func ensureSet(ctx context.Context, set toolSet, goBin, goVersion, toolsRoot, cacheDir string, log io.Writer, complete func(string) bool) (string, error) {
+	key, err := toolsKey(toolsRoot, goVersion, set.modules)
+	if err != nil {
+		return "", fmt.Errorf("step tools: hash the pins under %s: %w", toolsRoot, err)
+	}
+	key = set.prefix + key
+	dir := filepath.Join(cacheDir, "tools", key)
+	if complete(dir) {
+		return dir, nil
+	}
 	if err := os.MkdirAll(filepath.Join(cacheDir, "tools"), 0o755); err != nil {
-		return nil, fmt.Errorf("step tools: %w", err)
+		return "", fmt.Errorf("step tools: %w", err)
 	}
 	unlock, err := lockFile(ctx, filepath.Join(cacheDir, "tools", key+".lock"))
 	if err != nil {
-		return nil, fmt.Errorf("step tools: %w", err)
+		return "", fmt.Errorf("step tools: %w", err)
 	}
 	defer unlock()
-	if t.complete() { // another process built them while we waited
-		return t, nil
+	if complete(dir) { // another process built them while we waited
+		return dir, nil
 	}
-
 	tmp, err := os.MkdirTemp(filepath.Join(cacheDir, "tools"), key+".tmp-")
 	if err != nil {
-		return nil, fmt.Errorf("step tools: %w", err)
+		return "", fmt.Errorf("step tools: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	fmt.Fprintf(log, "building control-plane binaries %s into %s (first run only: several minutes)\n", k8sVersion, dir)
-	for _, m := range toolModules {
+	fmt.Fprintf(log, "building %s into %s (first run only: several minutes)\n", key, dir)
+	for _, m := range set.modules {
+		modDir := filepath.Join(toolsRoot, m.dir)
 		logPath := filepath.Join(cacheDir, "tools", key+"-build-"+m.dir+".log")
 		args := []string{"build", "-o", tmp + string(os.PathSeparator)}
-		if m.dir == "kubernetes" {
-			args = append(args, "-ldflags", kubeVersionLDFlags(k8sVersion))
+		if set.ldflags != nil {
+			flags, err := set.ldflags(ctx, modDir)
+			if err != nil {
+				return "", fmt.Errorf("step tools: %s: %w", m.dir, err)
+			}
+			if flags != "" {
+				args = append(args, "-ldflags", flags)
+			}
 		}
 		args = append(args, m.pkgs...)
 		fmt.Fprintf(log, "  go build %s (log: %s)\n", strings.Join(m.pkgs, " "), logPath)
-		if err := runLogged(ctx, filepath.Join(toolsRoot, m.dir), logPath, goBin, args...); err != nil {
-			return nil, fmt.Errorf("step tools: build %s failed, see %s: %w", m.dir, logPath, err)
+		if err := runLogged(ctx, modDir, logPath, goBin, args...); err != nil {
+			return "", fmt.Errorf("step tools: build %s failed, see %s: %w", m.dir, logPath, err)
+		}
+	}
+	if set.after != nil {
+		if err := set.after(ctx, toolsRoot, tmp); err != nil {
+			return "", fmt.Errorf("step tools: %w", err)
 		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("step tools: %w", err)
+		return "", fmt.Errorf("step tools: %w", err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		return nil, fmt.Errorf("step tools: %w", err)
+		return "", fmt.Errorf("step tools: %w", err)
 	}
-	if !t.complete() {
-		return nil, fmt.Errorf("step tools: build finished but binaries are missing in %s", dir)
+	if !complete(dir) {
+		return "", fmt.Errorf("step tools: build finished but binaries are missing in %s", dir)
 	}
-	return t, nil
+	return dir, nil
 }
 
-func toolsIn(dir, k8sVersion string) *Tools {
-	return &Tools{
+func toolsIn(dir, msDir, k8sVersion string) *Tools {
+	t := &Tools{
 		Dir:                   dir,
 		KubeApiserver:         filepath.Join(dir, "kube-apiserver"),
 		KubeControllerManager: filepath.Join(dir, "kube-controller-manager"),
@@ -146,15 +214,30 @@ func toolsIn(dir, k8sVersion string) *Tools {
 		Kwokctl:               filepath.Join(dir, "kwokctl"),
 		KubernetesVersion:     k8sVersion,
 	}
+	if msDir != "" {
+		t.MetricsServer = filepath.Join(msDir, "metrics-server")
+		t.MetricsServerManifests = filepath.Join(msDir, "metrics-server-manifests")
+	}
+	return t
 }
 
-func (t *Tools) complete() bool {
+func (t *Tools) controlPlaneComplete() bool {
 	for _, p := range []string{t.KubeApiserver, t.KubeControllerManager, t.KubeScheduler, t.Kubectl, t.Etcd, t.Kwok, t.Kwokctl} {
-		if fi, err := os.Stat(p); err != nil || fi.Mode()&0o111 == 0 {
+		if !executable(p) {
 			return false
 		}
 	}
 	return true
+}
+
+func executable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode()&0o111 != 0
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // kubeVersionLDFlags stamps a real version into the binaries: kwokctl reads `--version` to choose flags.
@@ -172,10 +255,10 @@ func kubeVersionLDFlags(v string) string {
 }
 
 // toolsKey hashes every file of every tools module (they are small: go.mod, go.sum, a few .go files).
-func toolsKey(toolsRoot, goVersion string) (string, error) {
+func toolsKey(toolsRoot, goVersion string, modules []toolModule) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "recipe %s\n%s\n", recipe, goVersion)
-	for _, m := range toolModules {
+	for _, m := range modules {
 		err := filepath.WalkDir(filepath.Join(toolsRoot, m.dir), func(path string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err
