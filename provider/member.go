@@ -198,6 +198,15 @@ func (m *Member) onMemberNode(old, obj any) {
 	m.triggerRecompute()
 }
 
+// OwnedPods lists this node's member pods from the cache.
+func (m *Member) OwnedPods() ([]*corev1.Pod, error) { return m.ownedPods() }
+
+// PodSelector selects this node's pods in the member.
+func (m *Member) PodSelector() string { return m.owner.Selector() }
+
+// KubeletPort is the port of the kubelet API published on this virtual node.
+func (m *Member) KubeletPort() int32 { return m.cfg.KubeletPort }
+
 // ownedPods lists this node's member pods from the cache.
 func (m *Member) ownedPods() ([]*corev1.Pod, error) {
 	sel, err := labels.Parse(m.owner.Selector())

@@ -5,10 +5,14 @@ package kubelet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
@@ -22,26 +26,39 @@ import (
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 	"k8s.io/utils/ptr"
 )
 
-// Member is where a pod runs: the member's clients.
+// Member is one virtual node and where its pods run: the member's clients.
 type Member struct {
-	Name   string
-	Client kubernetes.Interface
-	Config *rest.Config
+	Name     string
+	NodeName string
+	Client   kubernetes.Interface
+	Config   *rest.Config
+	// Metrics reads the member's metrics.k8s.io; PodSelector selects this node's pods in the member, and OwnedPods
+	// lists them from the cache (container start times, host UIDs).
+	Metrics     metricsclient.Interface
+	PodSelector string
+	OwnedPods   func() ([]*corev1.Pod, error)
 }
 
-// Router finds the member of a host pod (by the virtual node it is bound to).
+// Router finds the member of a host pod (by the virtual node it is bound to), and the virtual nodes published on
+// a kubelet port.
 type Router interface {
 	MemberOf(namespace, pod string) (*Member, error)
+	// MembersOn are the virtual nodes whose kubelet endpoint is the given port: node-level requests
+	// (/stats/summary, /metrics/resource) carry no node name, so the port they arrive on says which node is asked.
+	MembersOn(port int32) []*Member
 }
 
-// Relay implements the kubelet API's pod handlers by relaying to members.
+// Relay implements the kubelet API's handlers by relaying to members.
 type Relay struct {
 	Router Router
 	// Pods lists the host pods bound to the virtual nodes (the kubelet API's /pods).
-	Pods func(context.Context) ([]*corev1.Pod, error)
+	Pods     func(context.Context) ([]*corev1.Pod, error)
+	counters counters
 }
 
 // Handlers are the virtual-kubelet pod handlers backed by r.
@@ -52,7 +69,51 @@ func (r *Relay) Handlers() api.PodHandlerConfig {
 		AttachToContainer:     r.Attach,
 		PortForward:           r.PortForward,
 		GetPodsFromKubernetes: r.Pods,
+		GetStatsSummary:       r.StatsSummary,
+		GetMetricsResource:    r.MetricsResource,
 	}
+}
+
+// StatsSummary is /stats/summary for the virtual node(s) on the port the request came in on.
+func (r *Relay) StatsSummary(ctx context.Context) (*statsv1alpha1.Summary, error) {
+	usages, err := r.usagesFor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return Summary(usages), nil
+}
+
+// MetricsResource is /metrics/resource for the virtual node(s) on the port the request came in on.
+func (r *Relay) MetricsResource(ctx context.Context) ([]*dto.MetricFamily, error) {
+	usages, err := r.usagesFor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ResourceMetrics(usages), nil
+}
+
+func (r *Relay) usagesFor(ctx context.Context) ([]NodeUsage, error) {
+	addr, ok := ctx.Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return nil, errors.New("no local address on the request")
+	}
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return nil, fmt.Errorf("local address %s is not TCP", addr)
+	}
+	members := r.Router.MembersOn(int32(tcp.Port))
+	if len(members) == 0 {
+		return nil, errdefs.NotFoundf("no virtual node is served on port %d", tcp.Port)
+	}
+	usages := make([]NodeUsage, 0, len(members))
+	for _, m := range members {
+		u, err := r.Usage(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		usages = append(usages, u)
+	}
+	return usages, nil
 }
 
 // Logs streams a container's log from the member with every option kubectl sends.

@@ -1,6 +1,8 @@
 package kubelet
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -62,6 +64,34 @@ func TestAuthorizationNamesThePodsNode(t *testing.T) {
 		if attrs.GetName() != tt.node || attrs.GetVerb() != tt.verb || attrs.GetSubresource() != tt.subres || attrs.GetResource() != "nodes" {
 			t.Errorf("%s %s: node %q verb %q subresource %q resource %q", tt.method, tt.path, attrs.GetName(), attrs.GetVerb(),
 				attrs.GetSubresource(), attrs.GetResource())
+		}
+	}
+}
+
+func TestNodeLevelRequestsAreAuthorizedOnTheirPortsNode(t *testing.T) {
+	members := map[int32][]*Member{
+		10250: {{NodeName: "tether-m1"}, {NodeName: "tether-m3"}},
+		10251: {{NodeName: "tether-m2"}},
+	}
+	a := podAuth{nodeOf: func(string, string) string { return "" }, nodesOn: func(port int32) []*Member { return members[port] }}
+	u := &user.DefaultInfo{Name: "metrics-server"}
+	tests := []struct {
+		port         int
+		path         string
+		node, subres string
+	}{
+		{10251, "/metrics/resource", "tether-m2", "metrics"},
+		{10251, "/stats/summary", "tether-m2", "stats"},
+		// two nodes answer together: the caller needs the permission on every node
+		{10250, "/metrics/resource", "", "metrics"},
+		{10252, "/stats/summary", "", "stats"},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest(http.MethodGet, tt.path, nil)
+		r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: tt.port}))
+		attrs := a.GetRequestAttributes(u, r)
+		if attrs.GetName() != tt.node || attrs.GetSubresource() != tt.subres {
+			t.Errorf("port %d %s: node %q subresource %q, want %q %q", tt.port, tt.path, attrs.GetName(), attrs.GetSubresource(), tt.node, tt.subres)
 		}
 	}
 }

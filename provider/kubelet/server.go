@@ -29,10 +29,10 @@ import (
 
 // ServerConfig configures the kubelet API listener.
 type ServerConfig struct {
-	// Address is host:port to listen on.
-	Address string
-	// CertFile and KeyFile are the serving certificate; empty: a self-signed one for SelfSignedIPs.
+	// CertFile and KeyFile are the serving certificate; CSR requests one from the host instead; with neither, a
+	// self-signed one for SelfSignedIPs.
 	CertFile, KeyFile string
+	CSR               *CSRConfig
 	SelfSignedIPs     []net.IP
 	// ClientCAFile verifies client certificates (the host apiserver's kubelet client certificate is signed by it).
 	ClientCAFile string
@@ -45,21 +45,36 @@ type ServerConfig struct {
 	Relay  *Relay
 }
 
-// Serve runs the kubelet API until ctx ends. Every request but /healthz is authenticated (client certificate or
-// bearer token through TokenReview) and authorized (SubjectAccessReview on the node's proxy, log, stats or metrics
-// subresource, like a kubelet): 401 without credentials, 403 when not allowed.
-func Serve(ctx context.Context, cfg ServerConfig) error {
+// Server is the kubelet API of every virtual node: one handler, served on one or more addresses (a virtual node
+// may have a port of its own so that its node-level endpoints are its alone).
+type Server struct {
+	handler http.Handler
+	tls     *tls.Config
+}
+
+// NewServer prepares the kubelet API. Every request but /healthz is authenticated (client certificate or bearer
+// token through TokenReview) and authorized (SubjectAccessReview on the node's proxy, log, stats or metrics
+// subresource, like a kubelet): 401 without credentials, 403 when not allowed. With cfg.CSR, the serving
+// certificate is requested and rotated until ctx ends.
+func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
-	if cfg.CertFile != "" {
+	switch {
+	case cfg.CertFile != "":
 		pair, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
-			return fmt.Errorf("kubelet serving certificate: %w", err)
+			return nil, fmt.Errorf("kubelet serving certificate: %w", err)
 		}
 		tlsCfg.Certificates = []tls.Certificate{pair}
-	} else {
+	case cfg.CSR != nil:
+		get, err := startCSRManager(ctx, *cfg.CSR)
+		if err != nil {
+			return nil, err
+		}
+		tlsCfg.GetCertificate = get
+	default:
 		pair, err := selfSigned(cfg.SelfSignedIPs)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		tlsCfg.Certificates = []tls.Certificate{pair}
 	}
@@ -75,7 +90,7 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if cfg.Anonymous {
 		log.G(ctx).Warn("kubelet API: anonymous requests are enabled (still authorized as system:anonymous)")
@@ -83,12 +98,17 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 	pods := api.PodHandler(cfg.Relay.Handlers(), false)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.Handle("/", nodeutil.WithAuth(podAuth{Auth: auth, nodeOf: cfg.NodeOf}, pods))
-	ln, err := net.Listen("tcp", cfg.Address)
+	mux.Handle("/", nodeutil.WithAuth(podAuth{Auth: auth, nodeOf: cfg.NodeOf, nodesOn: cfg.Relay.Router.MembersOn}, pods))
+	return &Server{handler: mux, tls: tlsCfg}, nil
+}
+
+// Serve serves the kubelet API on address until ctx ends.
+func (s *Server) Serve(ctx context.Context, address string) error {
+	ln, err := net.Listen("tcp", address)
 	if err != nil {
 		return fmt.Errorf("kubelet API listener: %w", err)
 	}
-	srv := &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.handler, TLSConfig: s.tls, ReadHeaderTimeout: 10 * time.Second}
 	errs := make(chan error, 1)
 	go func() { errs <- srv.ServeTLS(ln, "", "") }()
 	log.G(ctx).WithField("address", ln.Addr().String()).Info("kubelet API serving")
@@ -106,10 +126,12 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 	}
 }
 
-// podAuth authorizes a pod request against the pod's own virtual node.
+// podAuth authorizes a pod request against the pod's own virtual node, and a node-level request against the
+// virtual node published on the port it came in on.
 type podAuth struct {
 	nodeutil.Auth
-	nodeOf func(namespace, pod string) string
+	nodeOf  func(namespace, pod string) string
+	nodesOn func(port int32) []*Member
 }
 
 // podPaths are the kubelet API paths of the form /<kind>/<namespace>/<pod>/….
@@ -120,8 +142,23 @@ func (a podAuth) GetRequestAttributes(u user.Info, r *http.Request) authorizer.A
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	if len(parts) >= 3 && slices.Contains(podPaths, parts[0]) && a.nodeOf != nil {
 		node = a.nodeOf(parts[1], parts[2])
+	} else if node == "" && a.nodesOn != nil {
+		node = a.nodeOnPort(r)
 	}
 	return nodeutil.NodeRequestAttr{NodeName: node}.GetRequestAttributes(u, r)
+}
+
+// nodeOnPort names the virtual node published on the port r came in on. When several share the port, the answer
+// covers them all, and so must the caller's permission: "" asks for the resource on every node.
+func (a podAuth) nodeOnPort(r *http.Request) string {
+	addr, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	if ms := a.nodesOn(int32(addr.Port)); len(ms) == 1 {
+		return ms[0].NodeName
+	}
+	return ""
 }
 
 // selfSigned makes a serving certificate for the given addresses. The host apiserver does not verify kubelet

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +27,9 @@ type Options struct {
 	KubeletAddress string
 	KubeletPort    int32
 	KubeletBind    string
+	MemberPorts    []string // NAME=PORT
+	RotateServing  bool
+	ServingSecret  string
 	TLSCertFile    string
 	TLSKeyFile     string
 	ClientCAFile   string
@@ -57,6 +61,7 @@ func NewOptions() *Options {
 		KubeletAddress:     "127.0.0.1",
 		KubeletPort:        10250,
 		KubeletBind:        "0.0.0.0",
+		ServingSecret:      "tether-node-serving-cert",
 		HostQPS:            500,
 		HostBurst:          1000,
 		MemberQPS:          500,
@@ -86,7 +91,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KubeletAddress, "kubelet-address", o.KubeletAddress, "InternalIP of the virtual nodes: where the host apiserver reaches tether-node's kubelet API")
 	fs.Int32Var(&o.KubeletPort, "kubelet-port", o.KubeletPort, "port of tether-node's kubelet API, published on the virtual nodes")
 	fs.StringVar(&o.KubeletBind, "kubelet-bind-address", o.KubeletBind, "address the kubelet API listens on (port --kubelet-port)")
-	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "serving certificate of the kubelet API (default: self-signed for --kubelet-address; the host apiserver does not verify kubelet certificates unless given --kubelet-certificate-authority)")
+	fs.StringArrayVar(&o.MemberPorts, "member-kubelet-port", o.MemberPorts, "a kubelet API port of its own for one member's virtual node, NAME=PORT (repeatable; Secret members: annotation tether.io/kubelet-port): node-level endpoints (/stats/summary, /metrics/resource) carry no node name, so nodes sharing a port answer them together")
+	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "serving certificate of the kubelet API (default: --rotate-server-certificates, else self-signed for --kubelet-address; the host apiserver does not verify kubelet certificates unless given --kubelet-certificate-authority)")
+	fs.BoolVar(&o.RotateServing, "rotate-server-certificates", o.RotateServing, "request the kubelet API's serving certificate from the host with a CertificateSigningRequest (signer kubernetes.io/kubelet-serving; an administrator approves it) and renew it before it expires")
+	fs.StringVar(&o.ServingSecret, "serving-cert-secret", o.ServingSecret, "Secret in --namespace that keeps the certificate of --rotate-server-certificates across restarts")
 	fs.StringVar(&o.TLSKeyFile, "tls-private-key-file", o.TLSKeyFile, "key of --tls-cert-file")
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "CA that signs client certificates the kubelet API accepts (the host apiserver's --kubelet-client-certificate); bearer tokens are checked with TokenReview")
 	fs.BoolVar(&o.AnonymousAuth, "anonymous-auth", o.AnonymousAuth, "let requests without credentials through as system:anonymous (still authorized); off by default")
@@ -137,6 +145,12 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		errs = append(errs, errors.New("--tls-cert-file and --tls-private-key-file go together"))
 	}
+	if o.RotateServing && o.TLSCertFile != "" {
+		errs = append(errs, errors.New("--rotate-server-certificates and --tls-cert-file exclude each other"))
+	}
+	if _, err := parseMemberPorts(o.MemberPorts); err != nil {
+		errs = append(errs, err)
+	}
 	if net.ParseIP(o.KubeletBind) == nil {
 		errs = append(errs, fmt.Errorf("--kubelet-bind-address %q: not an IP address", o.KubeletBind))
 	}
@@ -168,4 +182,32 @@ func validateMemberName(name string) error {
 		return fmt.Errorf("member name %q: %s", name, strings.Join(msgs, "; "))
 	}
 	return nil
+}
+
+// parseMemberPorts reads the --member-kubelet-port values.
+func parseMemberPorts(values []string) (map[string]int32, error) {
+	out := map[string]int32{}
+	var errs []error
+	for _, v := range values {
+		name, port, ok := strings.Cut(v, "=")
+		p, err := parsePort(port)
+		switch {
+		case !ok || name == "":
+			errs = append(errs, fmt.Errorf("--member-kubelet-port %q: want NAME=PORT", v))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("--member-kubelet-port %q: %w", v, err))
+		default:
+			out[name] = p
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// parsePort reads a TCP port number.
+func parsePort(s string) (int32, error) {
+	p, err := strconv.ParseInt(s, 10, 32)
+	if err != nil || p <= 0 || p > 65535 {
+		return 0, fmt.Errorf("port %q: want a number from 1 to 65535", s)
+	}
+	return int32(p), nil
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,11 +27,16 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 
 	"github.com/tetherkube/tether/provider"
 	"github.com/tetherkube/tether/provider/forge"
 	"github.com/tetherkube/tether/provider/kubelet"
 )
+
+// AnnotationKubeletPort on a member Secret gives the member's virtual node a kubelet API port of its own (as
+// --member-kubelet-port does).
+const AnnotationKubeletPort = "tether.io/kubelet-port"
 
 // Event reasons on member Secrets.
 const (
@@ -50,16 +58,19 @@ type sharedHost struct {
 
 // registry runs one virtual node per member and starts and stops them as members come and go.
 type registry struct {
-	ctx    context.Context
-	o      *Options
-	host   *sharedHost
-	mu     sync.Mutex
-	active map[string]*running
-	wg     sync.WaitGroup
+	ctx     context.Context
+	o       *Options
+	host    *sharedHost
+	ports   map[string]int32 // --member-kubelet-port
+	kubelet *kubelet.Server
+	mu      sync.Mutex
+	active  map[string]*running
+	wg      sync.WaitGroup
 }
 
 type running struct {
 	member     *kubelet.Member
+	port       int32 // of the kubelet API published on the node
 	nodeName   string
 	source     string // "flag" or the Secret's namespace/name
 	kubeconfig []byte // for Secrets: restart only when it changes
@@ -68,22 +79,29 @@ type running struct {
 	done       chan struct{}
 }
 
-func newRegistry(ctx context.Context, o *Options, host *sharedHost) *registry {
-	return &registry{ctx: ctx, o: o, host: host, active: map[string]*running{}}
+func newRegistry(ctx context.Context, o *Options, host *sharedHost, ports map[string]int32) *registry {
+	return &registry{ctx: ctx, o: o, host: host, ports: ports, active: map[string]*running{}}
 }
 
-// start runs a member's virtual node in the background.
-func (r *registry) start(name, source string, cfg *rest.Config) error {
-	return r.startWithKubeconfig(name, source, cfg, nil)
+// start runs a member's virtual node in the background; port is its own kubelet API port, 0 for the shared one.
+func (r *registry) start(name, source string, cfg *rest.Config, port int32) error {
+	return r.startWithKubeconfig(name, source, cfg, nil, port)
 }
 
-func (r *registry) startWithKubeconfig(name, source string, cfg *rest.Config, raw []byte) error {
+func (r *registry) startWithKubeconfig(name, source string, cfg *rest.Config, raw []byte, port int32) error {
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = r.o.MemberQPS, r.o.MemberBurst
 	cfg.UserAgent = "tether-node"
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
+	}
+	metrics, err := metricsclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if port == 0 {
+		port = r.o.KubeletPort
 	}
 	hostLevel := forge.DefaultHostLevel()
 	hostLevel.Keys = append(append([]string(nil), hostLevel.Keys...), r.o.KeepLabelKeys...)
@@ -101,7 +119,7 @@ func (r *registry) startWithKubeconfig(name, source string, cfg *rest.Config, ra
 		HostSAs:          r.host.sas.Lister(),
 		Recorder:         r.host.recorder,
 		InternalIP:       r.o.KubeletAddress,
-		KubeletPort:      r.o.KubeletPort,
+		KubeletPort:      port,
 		Resync:           r.o.Resync,
 		HealthInterval:   r.o.HealthInterval,
 		HealthTimeout:    r.o.HealthTimeout,
@@ -120,7 +138,9 @@ func (r *registry) startWithKubeconfig(name, source string, cfg *rest.Config, ra
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("member", name))
-	run := &running{member: &kubelet.Member{Name: name, Client: client, Config: cfg}, nodeName: m.NodeName(),
+	km := &kubelet.Member{Name: name, NodeName: m.NodeName(), Client: client, Config: cfg, Metrics: metrics,
+		PodSelector: m.PodSelector(), OwnedPods: m.OwnedPods}
+	run := &running{member: km, port: port, nodeName: m.NodeName(),
 		source: source, kubeconfig: raw, cancel: cancel, alive: &atomic.Bool{}, done: make(chan struct{})}
 	run.alive.Store(true)
 	r.active[name] = run
@@ -132,6 +152,17 @@ func (r *registry) startWithKubeconfig(name, source string, cfg *rest.Config, ra
 			log.G(ctx).WithError(err).Error("virtual node stopped")
 		}
 	}()
+	if port != r.o.KubeletPort && r.kubelet != nil {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			addr := net.JoinHostPort(r.o.KubeletBind, strconv.Itoa(int(port)))
+			if err := r.kubelet.Serve(ctx, addr); err != nil && ctx.Err() == nil {
+				log.G(ctx).WithError(err).Error("kubelet API of this member stopped")
+				r.host.recorder.Eventf(m.Node(), corev1.EventTypeWarning, "KubeletPortFailed", "kubelet API on %s: %v", addr, err)
+			}
+		}()
+	}
 	log.G(ctx).WithField("node", m.NodeName()).WithField("source", source).Info("serving member")
 	return nil
 }
@@ -240,6 +271,20 @@ func (r *registry) MemberOf(namespace, pod string) (*kubelet.Member, error) {
 	return nil, kubelet.NotFound(namespace, pod)
 }
 
+// MembersOn are the virtual nodes whose kubelet API is published on port.
+func (r *registry) MembersOn(port int32) []*kubelet.Member {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*kubelet.Member
+	for _, run := range r.active {
+		if run.port == port {
+			out = append(out, run.member)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeName < out[j].NodeName })
+	return out
+}
+
 func (r *registry) stop(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -310,15 +355,24 @@ func (r *registry) onSecret(ctx context.Context, obj any) {
 	}
 	name, source := memberName(s), "secret "+s.Namespace+"/"+s.Name
 	raw := s.Data["kubeconfig"]
-	r.mu.Lock()
-	cur, ok := r.active[name]
-	r.mu.Unlock()
-	if ok && cur.source == source && bytes.Equal(cur.kubeconfig, raw) {
-		return // resync, or a change that does not concern us
-	}
 	fail := func(err error) {
 		log.G(ctx).WithField("secret", s.Namespace+"/"+s.Name).WithError(err).Error("cannot serve member")
 		r.host.recorder.Eventf(s, corev1.EventTypeWarning, ReasonMemberInvalid, "member %s: %v", name, err)
+	}
+	port := r.o.KubeletPort
+	if v, ok := s.Annotations[AnnotationKubeletPort]; ok {
+		p, err := parsePort(v)
+		if err != nil {
+			fail(fmt.Errorf("annotation %s: %w", AnnotationKubeletPort, err))
+			return
+		}
+		port = p
+	}
+	r.mu.Lock()
+	cur, ok := r.active[name]
+	r.mu.Unlock()
+	if ok && cur.source == source && bytes.Equal(cur.kubeconfig, raw) && cur.port == port {
+		return // resync, or a change that does not concern us
 	}
 	if errs := validateMemberName(name); errs != nil {
 		fail(errs)
@@ -333,7 +387,7 @@ func (r *registry) onSecret(ctx context.Context, obj any) {
 		fail(fmt.Errorf("invalid kubeconfig: %w", err))
 		return
 	}
-	if err := r.startWithKubeconfig(name, source, cfg, raw); err != nil {
+	if err := r.startWithKubeconfig(name, source, cfg, raw, port); err != nil {
 		fail(err)
 		return
 	}

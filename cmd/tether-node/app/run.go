@@ -104,24 +104,13 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 		return fmt.Errorf("host caches did not sync: %w", ctx.Err())
 	}
 
-	reg := newRegistry(ctx, o, shared)
+	ports, err := parseMemberPorts(o.MemberPorts)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry(ctx, o, shared, ports)
 	defer reg.stopAll()
-	for _, m := range flagMembers {
-		cfg, err := clientcmd.BuildConfigFromFlags("", m.Kubeconfig)
-		if err != nil {
-			return fmt.Errorf("--member %s=%s: %w", m.Name, m.Kubeconfig, err)
-		}
-		if err := reg.start(m.Name, "flag", cfg); err != nil {
-			return fmt.Errorf("--member %s: %w", m.Name, err)
-		}
-	}
-	if o.MemberSecrets {
-		if err := reg.watchSecrets(ctx); err != nil {
-			return err
-		}
-	}
-	err = kubelet.Serve(ctx, kubelet.ServerConfig{
-		Address:       net.JoinHostPort(o.KubeletBind, strconv.Itoa(int(o.KubeletPort))),
+	serverCfg := kubelet.ServerConfig{
 		CertFile:      o.TLSCertFile,
 		KeyFile:       o.TLSKeyFile,
 		SelfSignedIPs: []net.IP{net.ParseIP(o.KubeletAddress)},
@@ -130,7 +119,31 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 		HostClient:    host,
 		NodeOf:        reg.NodeOf,
 		Relay:         &kubelet.Relay{Router: reg, Pods: reg.Pods},
-	})
+	}
+	if o.RotateServing {
+		serverCfg.CSR = &kubelet.CSRConfig{Client: host, Name: "tether-node", IPs: []net.IP{net.ParseIP(o.KubeletAddress)},
+			Namespace: o.Namespace, Secret: o.ServingSecret}
+	}
+	// The server exists before any member: a member with a port of its own serves it from its start.
+	reg.kubelet, err = kubelet.NewServer(ctx, serverCfg)
+	if err != nil {
+		return err
+	}
+	for _, m := range flagMembers {
+		cfg, err := clientcmd.BuildConfigFromFlags("", m.Kubeconfig)
+		if err != nil {
+			return fmt.Errorf("--member %s=%s: %w", m.Name, m.Kubeconfig, err)
+		}
+		if err := reg.start(m.Name, "flag", cfg, ports[m.Name]); err != nil {
+			return fmt.Errorf("--member %s: %w", m.Name, err)
+		}
+	}
+	if o.MemberSecrets {
+		if err := reg.watchSecrets(ctx); err != nil {
+			return err
+		}
+	}
+	err = reg.kubelet.Serve(ctx, net.JoinHostPort(o.KubeletBind, strconv.Itoa(int(o.KubeletPort))))
 	log.G(ctx).Info("tether-node stopping")
 	return err
 }

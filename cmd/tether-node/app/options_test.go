@@ -1,0 +1,36 @@
+package app
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	o := NewOptions()
+	o.Members = []string{"m1=/k/m1", "bad", "m1=/k/again"}
+	o.MemberPorts = []string{"m2=10251", "m3=0", "m4", "m5=http"}
+	o.RotateServing, o.TLSCertFile, o.TLSKeyFile = true, "/c", "/k"
+	o.KubeletAddress = "nowhere"
+	_, err := o.Validate()
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	for _, want := range []string{`--member "bad"`, "given twice", `--member-kubelet-port "m3=0"`, `--member-kubelet-port "m4"`,
+		`--member-kubelet-port "m5=http"`, "--rotate-server-certificates and --tls-cert-file", `--kubelet-address "nowhere"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestMemberPorts(t *testing.T) {
+	got, err := parseMemberPorts([]string{"m2=10251", "m3=10252"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int32{"m2": 10251, "m3": 10252}, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
