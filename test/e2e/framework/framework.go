@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,7 +40,10 @@ type Env struct {
 	State   *harness.State
 	Host    *Cluster
 	Members []*Cluster
-	owned   bool
+	// Echo is where kwok sends the member pods' forwarded ports, when this run started the clusters; nil when
+	// it reuses running ones (kwok then echoes by itself).
+	Echo  *EchoServer
+	owned bool
 }
 
 // Cluster is one cluster as tests see it.
@@ -116,19 +120,27 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 			return nil, fmt.Errorf("build %s: %w\n%s", name, err, out)
 		}
 	}
+	echo, err := StartEchoServer()
+	if err != nil {
+		return nil, err
+	}
 	cfg := harness.DefaultConfig(dir)
 	cfg.Tools = tools
 	cfg.Log = log
+	cfg.PortForwardTarget = echo.Addr()
 	start := time.Now()
 	st, err := harness.Up(ctx, cfg)
 	if err != nil {
+		echo.Close()
 		return nil, err
 	}
 	fmt.Fprintf(log, "e2e: clusters up in %s (state in %s)\n", time.Since(start).Round(100*time.Millisecond), dir)
 	e, err := newEnv(st, true)
 	if err != nil {
+		echo.Close()
 		return nil, errors.Join(err, harness.Down(context.WithoutCancel(ctx), dir))
 	}
+	e.Echo = echo
 	if err := startTether(ctx, st, bins); err != nil {
 		return nil, errors.Join(err, e.Teardown(context.WithoutCancel(ctx)))
 	}
@@ -140,13 +152,16 @@ const WebhookNamespace = "e2e-offload"
 
 // startTether starts tether-node and tether-webhook beside fresh clusters and waits until both work.
 func startTether(ctx context.Context, st *harness.State, bins map[string]string) error {
-	ports := make([]int, 3)
-	for i := range ports {
-		p, err := freePort()
-		if err != nil {
+	// The kubelet API takes one port per member from ports[0] on (see TetherNodeArgs).
+	kubelet, err := freePorts(len(st.Members()))
+	if err != nil {
+		return err
+	}
+	ports := []int{kubelet, 0, 0}
+	for i := 1; i < len(ports); i++ {
+		if ports[i], err = freePort(); err != nil {
 			return err
 		}
-		ports[i] = p
 	}
 	// Short status and health intervals so that tests see changes quickly.
 	if _, err := st.StartProcess(harness.TetherNode, st.TetherNodeArgs(bins[harness.TetherNode], ports[0],
@@ -245,6 +260,9 @@ func (e *Env) Teardown(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
+	if e.Echo != nil {
+		e.Echo.Close()
+	}
 	if err := harness.Down(ctx, e.State.Dir); err != nil {
 		return err
 	}
@@ -351,6 +369,27 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func(ctx 
 	if err != nil {
 		t.Fatalf("%s: not within %s: %v", what, timeout, errors.Join(last, err))
 	}
+}
+
+// freePorts finds n consecutive free ports and returns the first.
+func freePorts(n int) (int, error) {
+	for range 100 {
+		first, err := freePort()
+		if err != nil {
+			return 0, err
+		}
+		ok := true
+		for p := first + 1; p < first+n && ok; p++ {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if ok = err == nil; ok {
+				l.Close()
+			}
+		}
+		if ok {
+			return first, nil
+		}
+	}
+	return 0, fmt.Errorf("no %d consecutive free ports", n)
 }
 
 func freePort() (int, error) {

@@ -175,28 +175,47 @@ func TestAttach(t *testing.T) {
 	})
 }
 
+// TestPortForward forwards two ports of a member pod with kubectl against the host. kwok sends every forwarded port
+// of a member pod to the suite's echo server, so the bytes cross host apiserver, Tether, member apiserver and kwok
+// to a real socket and back.
 func TestPortForward(t *testing.T) {
 	ns, pod := runningPod(t)
-	out := env.Host.StartKubectl(t, "port-forward", "-n", ns, pod, ":8080")
-	// "Forwarding from 127.0.0.1:PORT -> 8080"
-	line, err := out.ReadString('\n')
-	if err != nil {
-		t.Fatalf("port-forward: %v", err)
+	out := env.Host.StartKubectl(t, "port-forward", "-n", ns, pod, ":8080", ":9090")
+	var addrs []string
+	for range 2 {
+		// "Forwarding from 127.0.0.1:PORT -> 8080"
+		line, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("port-forward: %v", err)
+		}
+		addrs = append(addrs, strings.Fields(line)[2])
 	}
-	addr := strings.Fields(line)[2]
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	var before int64
+	if env.Echo != nil {
+		before = env.Echo.Received()
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	// The harness's kwok echoes what a forwarded port receives.
-	if _, err := conn.Write([]byte("ping through two clusters\n")); err != nil {
-		t.Fatal(err)
+	sent := 0
+	for i, addr := range addrs {
+		conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+		msg := fmt.Sprintf("ping %d through two clusters\n", i)
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil || got != msg {
+			t.Errorf("port %s: echo %q: %v", addr, got, err)
+		}
+		sent += len(msg)
+		conn.Close()
 	}
-	got, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil || got != "ping through two clusters\n" {
-		t.Errorf("echo %q: %v", got, err)
+	if env.Echo != nil {
+		if got := env.Echo.Received() - before; got != int64(sent) {
+			t.Errorf("the echo server received %d bytes, want the %d sent through the forwarded ports", got, sent)
+		}
 	}
 }
 
