@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/transport/spdy"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
+	streamhttp "k8s.io/streaming/pkg/httpstream"
 	"k8s.io/utils/ptr"
 )
 
@@ -170,7 +171,8 @@ func (r *Relay) stream(ctx context.Context, namespace, pod, subresource string, 
 	}
 	u := m.Client.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource(subresource).
 		VersionedParams(opts, scheme.ParameterCodec).URL()
-	// WebSocket first, SPDY when the member does not speak it, as kubectl does.
+	// WebSocket first, SPDY when the member does not speak it, as kubectl does. client-go's executors report
+	// upgrade failures with k8s.io/streaming's error types, not apimachinery's.
 	spdyExec, err := remotecommand.NewSPDYExecutor(m.Config, http.MethodPost, u)
 	if err != nil {
 		return err
@@ -180,7 +182,7 @@ func (r *Relay) stream(ctx context.Context, namespace, pod, subresource string, 
 		return err
 	}
 	exec, err := remotecommand.NewFallbackExecutor(wsExec, spdyExec, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+		return streamhttp.IsUpgradeFailure(err) || streamhttp.IsHTTPSProxyError(err)
 	})
 	if err != nil {
 		return err
