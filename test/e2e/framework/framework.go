@@ -159,7 +159,7 @@ func startTether(ctx context.Context, st *harness.State, bins map[string]string)
 	}
 	ports := []int{kubelet, 0, 0}
 	for i := 1; i < len(ports); i++ {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = FreePort(); err != nil {
 			return err
 		}
 	}
@@ -374,7 +374,7 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func(ctx 
 // freePorts finds n consecutive free ports and returns the first.
 func freePorts(n int) (int, error) {
 	for range 100 {
-		first, err := freePort()
+		first, err := FreePort()
 		if err != nil {
 			return 0, err
 		}
@@ -392,7 +392,8 @@ func freePorts(n int) (int, error) {
 	return 0, fmt.Errorf("no %d consecutive free ports", n)
 }
 
-func freePort() (int, error) {
+// FreePort is a TCP port free on 127.0.0.1 at the time of the call.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

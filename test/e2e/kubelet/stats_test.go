@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -168,7 +167,7 @@ func TestServingCertificateFromCSR(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build tether-node: %v\n%s", err, out)
 	}
-	port, err := freeTCPPort()
+	port, err := framework.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,11 +258,3 @@ func servingCert(port int) (*x509.Certificate, error) {
 	return conn.ConnectionState().PeerCertificates[0], nil
 }
 
-func freeTCPPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
