@@ -52,6 +52,12 @@ A pod the host scheduler binds to a virtual node is created in its member; its s
 
 // Run serves the members until ctx ends.
 func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
+	// Before any client exists, so that every request is counted.
+	if o.DebugAddress != "" {
+		if err := serveDebug(ctx, o.DebugAddress); err != nil {
+			return fmt.Errorf("--debug-address %s: %w", o.DebugAddress, err)
+		}
+	}
 	hostCfg, err := cli.HostConfig(o.Kubeconfig)
 	if err != nil {
 		return err
