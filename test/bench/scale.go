@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
+	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/tetherkube/tether/provider/forge"
@@ -194,22 +195,28 @@ func runRestart(ctx context.Context, e *env, o *options) (*restartResult, error)
 	memberInf.Start(ctx.Done())
 	defer hostInf.Shutdown()
 	defer memberInf.Shutdown()
-	defer cancel()
+	// Which host pods are not current, kept up to date from both caches' events: a full comparison of every pod
+	// on every poll would cost the CPU tether-node needs.
+	cur := &currency{host: hostPods.Lister(), member: memberPods.Lister(), stale: map[string]bool{}}
+	for _, inf := range []cache.SharedIndexInformer{hostPods.Informer(), memberPods.Informer()} {
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { cur.check(obj) },
+			UpdateFunc: func(_, obj any) { cur.check(obj) },
+			DeleteFunc: func(obj any) { cur.check(obj) },
+		}); err != nil {
+			return nil, err
+		}
+	}
 	if !cache.WaitForCacheSync(ctx.Done(), hostPods.Informer().HasSynced, memberPods.Informer().HasSynced) {
 		return nil, ctx.Err()
 	}
-	stale := func() (notCurrent, total int) {
-		hs, _ := hostPods.Lister().List(labels.Everything())
-		for _, h := range hs {
-			m, err := memberPods.Lister().Pods(h.Namespace).Get(h.Name)
-			if err != nil || !equality.Semantic.DeepEqual(h.Status, forge.PodStatus(h, m)) {
-				notCurrent++
-			}
-		}
-		return notCurrent, len(hs)
-	}
-	if n, total := stale(); n > 0 || total < o.ScalePods {
-		return nil, fmt.Errorf("w3: before the restart %d of %d host pods are not current (want 0 of %d)", n, total, o.ScalePods)
+	stale := cur.count
+	var n, total int
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		n, total = stale()
+		return n == 0 && total >= o.ScalePods, nil
+	}); err != nil {
+		return nil, fmt.Errorf("w3: before the restart %d of %d host pods are not current (want 0 of %d): %w", n, total, o.ScalePods, err)
 	}
 
 	res := &restartResult{Pods: o.ScalePods}
@@ -241,7 +248,7 @@ func runRestart(ctx context.Context, e *env, o *options) (*restartResult, error)
 	if err := e.startTether(); err != nil {
 		return nil, err
 	}
-	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 		if res.NodeReady == 0 && nodeBack(ctx, e, started) {
 			res.NodeReady = time.Since(started)
 		}
@@ -272,6 +279,44 @@ func runRestart(ctx context.Context, e *env, o *options) (*restartResult, error)
 		return res, fmt.Errorf("w3: read tether-node's metrics: %w", err)
 	}
 	return res, nil
+}
+
+// currency tracks the host pods whose status is not what Tether derives from their member pod.
+type currency struct {
+	host, member corev1listers.PodLister
+	mu           sync.Mutex
+	stale        map[string]bool
+}
+
+func (c *currency) check(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, herr := c.host.Pods(p.Namespace).Get(p.Name)
+	m, merr := c.member.Pods(p.Namespace).Get(p.Name)
+	switch {
+	case herr != nil:
+		delete(c.stale, p.Name) // no host pod: nothing to be current
+	case merr != nil || !equality.Semantic.DeepEqual(h.Status, forge.PodStatus(h, m)):
+		c.stale[p.Name] = true
+	default:
+		delete(c.stale, p.Name)
+	}
+}
+
+// count returns the host pods not current and all host pods.
+func (c *currency) count() (notCurrent, total int) {
+	c.mu.Lock()
+	notCurrent = len(c.stale)
+	c.mu.Unlock()
+	hs, _ := c.host.List(labels.Everything())
+	return notCurrent, len(hs)
 }
 
 // restartContainers bumps the restart count of each pod's containers, as a kubelet would after a crash; it
