@@ -207,6 +207,12 @@ func (m *Member) onMemberPod(old, obj any) {
 		m.hostPodLost(host, "is being deleted in the member")
 		return
 	}
+	if pod.Spec.NodeName == "" && len(pod.Status.Conditions) == 0 {
+		// The member scheduler has not looked at it yet: its status says nothing the host does not know, and
+		// pushing it would only drop the host's PodScheduled condition — one host write now and one more when
+		// the member binds the pod. An unschedulable member pod has a condition and goes through.
+		return
+	}
 	m.pushHostStatus(host, forge.PodStatus(host, pod))
 }
 

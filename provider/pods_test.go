@@ -137,3 +137,40 @@ func TestDeletePodUsesUIDPrecondition(t *testing.T) {
 		t.Errorf("delete options %+v, want UID precondition and the host's grace period", opts)
 	}
 }
+
+func TestStatusOfUnscheduledMemberPod(t *testing.T) {
+	owner := forge.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
+	scheduled := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}
+	unschedulable := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}
+	tests := []struct {
+		name     string
+		nodeName string
+		conds    []corev1.PodCondition
+		push     bool
+	}{
+		{name: "fresh copy: nothing new for the host", push: false},
+		{name: "unschedulable in the member", conds: []corev1.PodCondition{unschedulable}, push: true},
+		{name: "running in the member", nodeName: "m1-node-0", conds: []corev1.PodCondition{scheduled}, push: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host := hostPod("1")
+			host.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{scheduled}}
+			mp := memberPod(owner.Labels(), string(host.UID))
+			mp.Spec.NodeName = tt.nodeName
+			mp.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: tt.conds}
+			if tt.nodeName != "" {
+				mp.Status.Phase = corev1.PodRunning
+			}
+			m, _, _ := newTestMember(t, []*corev1.Pod{host})
+			var pushed []*corev1.Pod
+			m.mu.Lock()
+			m.notifyPod = func(p *corev1.Pod) { pushed = append(pushed, p) }
+			m.mu.Unlock()
+			m.onMemberPod(nil, mp)
+			if got := len(pushed) > 0; got != tt.push {
+				t.Errorf("pushed %v, want a push: %v", pushed, tt.push)
+			}
+		})
+	}
+}
