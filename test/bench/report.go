@@ -212,7 +212,7 @@ func printResults(w io.Writer, r *result) {
 	if r.W1 != nil && len(r.W1.Runs) > 0 {
 		printW1(w, r.W1)
 	}
-	if r.W2 != nil {
+	if r.W2 != nil && len(r.W2.Steps) > 0 {
 		printW2(w, r.W2)
 	}
 	if r.W3 != nil {

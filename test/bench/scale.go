@@ -25,7 +25,7 @@ import (
 // scaleNamespace holds the W2/W3 pods, all on the virtual node of m1.
 const scaleNamespace = "bench-scale"
 
-var scaleSelector = map[string]string{forge.LabelMember: "m1"}
+func scaleSelector(int) map[string]string { return map[string]string{forge.LabelMember: "m1"} }
 
 // scaleStep is tether-node's memory with some pods Running on its virtual node.
 type scaleStep struct {
@@ -193,8 +193,7 @@ func runRestart(ctx context.Context, e *env, o *options) (*restartResult, error)
 	memberPods.Informer()
 	hostInf.Start(ctx.Done())
 	memberInf.Start(ctx.Done())
-	defer hostInf.Shutdown()
-	defer memberInf.Shutdown()
+	defer func() { cancel(); hostInf.Shutdown(); memberInf.Shutdown() }() // Shutdown waits for ctx to end
 	// Which host pods are not current, kept up to date from both caches' events: a full comparison of every pod
 	// on every poll would cost the CPU tether-node needs.
 	cur := &currency{host: hostPods.Lister(), member: memberPods.Lister(), stale: map[string]bool{}}
