@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +66,8 @@ type burstResult struct {
 	TetherCPUSeconds float64    `json:"tetherCPUSeconds,omitempty"`
 	TetherPeakRSS    int64      `json:"tetherPeakRSS,omitempty"`
 	TetherRequests   []apiCount `json:"tetherRequests,omitempty"` // per pod, from tether-node's own counters
+	// CPU seconds of every process of the clusters and tether-node during the burst, by <cluster>/<binary>.
+	CPU map[string]float64 `json:"cpuSeconds"`
 	// window is what the accounting pass counts audit events in.
 	window [2]time.Time
 	e2e    []time.Duration
@@ -239,6 +243,8 @@ func runBurst(ctx context.Context, e *env, o *options, kind string, index int, n
 	// tether-node's CPU, memory and requests over the burst.
 	pid := e.tetherPid()
 	cpu0, _ := cpuSeconds(pid)
+	procs0 := processCPU(e.st.Dir)
+	self0, _ := cpuSeconds(os.Getpid())
 	before, _ := e.debug.metrics(ctx)
 	var peak atomic.Int64
 	sampling := make(chan struct{})
@@ -276,6 +282,13 @@ func runBurst(ctx context.Context, e *env, o *options, kind string, index int, n
 	// Trailing writes (a last status) land within a moment; the accounting window and CPU include them.
 	time.Sleep(2 * time.Second)
 	res.window = [2]time.Time{res.Started, time.Now()}
+	res.CPU = map[string]float64{}
+	for k, v := range processCPU(e.st.Dir) {
+		res.CPU[k] = math.Round((v-procs0[k])*100) / 100
+	}
+	if self1, err := cpuSeconds(os.Getpid()); err == nil {
+		res.CPU[benchComponent] = math.Round((self1-self0)*100) / 100 // the load generator and the watches
+	}
 	if kind == kindTether {
 		cpu1, _ := cpuSeconds(pid)
 		res.TetherCPUSeconds = cpu1 - cpu0

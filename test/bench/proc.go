@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,43 @@ func parseStatCPU(stat string) (float64, error) {
 		ticks += v
 	}
 	return float64(ticks) / clockTicks, nil
+}
+
+// processCPU is the CPU seconds so far of every process whose command line names dir (the control planes kwokctl
+// started from a harness folder, and tether-node), keyed <cluster>/<binary> (or <binary> outside kwok's folders).
+func processCPU(dir string) map[string]float64 {
+	out := map[string]float64{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !strings.Contains(string(cmdline), dir) {
+			continue
+		}
+		cpu, err := cpuSeconds(pid)
+		if err != nil {
+			continue
+		}
+		out[processKey(strings.Split(string(cmdline), "\x00")[0])] += cpu
+	}
+	return out
+}
+
+// processKey names a process by its binary: .../clusters/<prefix>-<cluster>/bin/kube-apiserver → <cluster>/kube-apiserver.
+func processKey(bin string) string {
+	name := filepath.Base(bin)
+	_, rest, ok := strings.Cut(bin, "/clusters/")
+	if !ok {
+		return name
+	}
+	cluster, _, _ := strings.Cut(rest, "/")
+	if i := strings.IndexByte(cluster, '-'); i >= 0 {
+		cluster = cluster[i+1:]
+	}
+	return cluster + "/" + name
 }
 
 // rssBytes is the resident set size of a process.

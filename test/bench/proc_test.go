@@ -75,3 +75,22 @@ func TestParseMetricsAndTetherRequests(t *testing.T) {
 		t.Error("a sample without a value must be an error")
 	}
 }
+
+func TestProcessKey(t *testing.T) {
+	for bin, want := range map[string]string{
+		"/tmp/b/timed/kwok/clusters/bench-host/bin/kube-apiserver": "host/kube-apiserver",
+		"/tmp/b/timed/kwok/clusters/benchaudit-m2/bin/etcd":        "m2/etcd",
+		"/tmp/b/bin/tether-node":                                   "tether-node",
+	} {
+		if got := processKey(bin); got != want {
+			t.Errorf("processKey(%s) = %s, want %s", bin, got, want)
+		}
+	}
+}
+
+func TestCPULine(t *testing.T) {
+	got := cpuLine(map[string]float64{"host/etcd": 1, "tether-node": 2.5, "m1/kwok": 0.05})
+	if want := "total 3.5, tether-node 2.5, host/etcd 1.0"; got != want {
+		t.Errorf("cpuLine = %q, want %q", got, want)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -262,12 +263,55 @@ func printW1(w io.Writer, w1 *w1Result) {
 		}
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "\nCPU seconds during the burst (last run of each kind; 2 cores = 2 CPU s per second)")
+	for _, r := range lastOfEachKind(w1.Runs) {
+		fmt.Fprintf(w, "  %s #%d: %s\n", r.Kind, r.Index, cpuLine(r.CPU))
+	}
 	fmt.Fprintf(w, "\nefficiency   %.2f  (Tether %.1f pods/s / vanilla %.1f pods/s, medians)\n", w1.Efficiency, w1.TetherThroughput, w1.VanillaThroughput)
 	fmt.Fprintf(w, "added p99    %s  (Tether p99 %s − vanilla p99 %s, every pod of every run)\n", secs(w1.AddedP99), secs(w1.TetherE2E.P99), secs(w1.VanillaE2E.P99))
 	fmt.Fprintf(w, "tether-node  %.2f CPU s per 1,000 pods; peak RSS %s\n\n", w1.TetherCPUPer1000, mib(w1.TetherPeakRSS))
 	if a := w1.Accounting; a != nil {
 		printAccounting(w, a)
 	}
+}
+
+func lastOfEachKind(runs []*burstResult) []*burstResult {
+	var out []*burstResult
+	seen := map[string]bool{}
+	for i := len(runs) - 1; i >= 0; i-- {
+		if !seen[runs[i].Kind] {
+			seen[runs[i].Kind] = true
+			out = append([]*burstResult{runs[i]}, out...)
+		}
+	}
+	return out
+}
+
+// cpuLine lists CPU seconds by process, largest first, with the total.
+func cpuLine(cpu map[string]float64) string {
+	type kv struct {
+		k string
+		v float64
+	}
+	var all []kv
+	var total float64
+	for k, v := range cpu {
+		all = append(all, kv{k, v})
+		total += v
+	}
+	slices.SortFunc(all, func(a, b kv) int {
+		if a.v != b.v {
+			return cmp.Compare(b.v, a.v)
+		}
+		return strings.Compare(a.k, b.k)
+	})
+	parts := []string{fmt.Sprintf("total %.1f", total)}
+	for _, p := range all {
+		if p.v >= 0.1 {
+			parts = append(parts, fmt.Sprintf("%s %.1f", p.k, p.v))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func printAccounting(w io.Writer, a *accounting) {
