@@ -174,3 +174,19 @@ func TestStatusOfUnscheduledMemberPod(t *testing.T) {
 		})
 	}
 }
+
+func TestTrimForCache(t *testing.T) {
+	p := hostPod("1")
+	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kwok", Operation: metav1.ManagedFieldsOperationUpdate}}
+	out, err := TrimForCache(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*corev1.Pod)
+	if got.ManagedFields != nil || got.Name != "web" || got.Spec.NodeName != "tether-m1" {
+		t.Errorf("trimmed pod %+v: want the same pod without managedFields", got.ObjectMeta)
+	}
+	if _, err := TrimForCache(cache.DeletedFinalStateUnknown{Key: "shop/web"}); err != nil {
+		t.Errorf("a tombstone: %v", err)
+	}
+}
