@@ -268,6 +268,16 @@ func runBurst(ctx context.Context, e *env, o *options, kind string, index int, n
 	if kind == kindTether {
 		selector = alternateMembers(e)
 	}
+	profiled := make(chan struct{})
+	if o.Profiles && kind == kindTether && index == o.Pairs && o.profilePrefix != "" {
+		// The last measured Tether burst: tether-node's CPU profile over the next 10 s.
+		go func() {
+			defer close(profiled)
+			_ = e.debug.saveProfile(context.WithoutCancel(ctx), "profile", "seconds=10", o.profilePrefix+"cpu-w1.pb.gz")
+		}()
+	} else {
+		close(profiled)
+	}
 	res.Started = time.Now()
 	res.Errors = createPods(ctx, target, ns, names, selector, o.Concurrency, t.sent)
 	timeout := time.NewTimer(o.RunTimeout)
@@ -303,6 +313,7 @@ func runBurst(ctx context.Context, e *env, o *options, kind string, index int, n
 	}
 	cancel()
 	<-sampling
+	<-profiled
 
 	t.mu.Lock()
 	var first, last time.Time

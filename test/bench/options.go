@@ -40,11 +40,14 @@ type options struct {
 	IdleWindow  time.Duration
 	StalePods   int
 	Out         string
+	Profiles    bool
 	WorkDir     string
 	KeepWorkDir bool
 	MemberNodes int
 	NodePods    int
 	Tether      tetherLimits
+
+	profilePrefix string // where profiles go: <out>/tether-node-<time>-
 }
 
 // tetherLimits are the tether-node flags that bound throughput; the bench passes every one explicitly.
@@ -82,6 +85,7 @@ func defaultOptions() *options {
 		IdleWindow:  30 * time.Second,
 		StalePods:   -1,
 		Out:         "results",
+		Profiles:    true,
 		MemberNodes: 4,
 		NodePods:    3000,
 		Tether: tetherLimits{
@@ -117,6 +121,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.IdleWindow, "idle-window", o.IdleWindow, "W2: how long idle CPU is measured at -scale-pods")
 	fs.IntVar(&o.StalePods, "stale-pods", o.StalePods, "W3: member pods whose status changes while tether-node is down (-1: all)")
 	fs.StringVar(&o.Out, "out", o.Out, "folder of the JSON results")
+	fs.BoolVar(&o.Profiles, "profiles", o.Profiles, "also save tether-node's CPU profile of the last Tether burst and its heap profile at -scale-pods under -out (go tool pprof)")
 	fs.StringVar(&o.WorkDir, "workdir", o.WorkDir, "folder for the clusters and binaries (default: a new temporary folder)")
 	fs.BoolVar(&o.KeepWorkDir, "keep-workdir", o.KeepWorkDir, "keep the work folder (logs of every component) at the end")
 	fs.IntVar(&o.MemberNodes, "member-nodes", o.MemberNodes, "kwok nodes per member")

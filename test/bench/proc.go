@@ -216,6 +216,32 @@ func (d *debugClient) liveHeap(ctx context.Context) (int64, error) {
 	return 0, fmt.Errorf("no go_memstats_heap_alloc_bytes in tether-node's metrics")
 }
 
+// saveProfile writes tether-node's /debug/pprof/<name>?<query> to path.
+func (d *debugClient) saveProfile(ctx context.Context, name, query, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.addr+"/debug/pprof/"+name+"?"+query, nil)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{} // a CPU profile takes as long as it asks for
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /debug/pprof/%s: %s", name, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // requestCounts are tether-node's API requests (tether_node_api_requests_total) keyed by apiserver, verb and
 // resource.
 type requestCounts map[requestKey]float64

@@ -52,6 +52,12 @@ func run(ctx context.Context, o *options, stdout, log io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.Profiles {
+		if err := os.MkdirAll(o.Out, 0o755); err != nil {
+			return err
+		}
+		o.profilePrefix = filepath.Join(o.Out, "tether-node-"+started.UTC().Format("20060102-150405")+"-")
+	}
 	res := &result{Date: started, Machine: readMachine(), Versions: versions(ctx, repo, tools), Settings: settingsOf(o)}
 	printHeader(stdout, res)
 
@@ -183,8 +189,10 @@ func accountingPass(ctx context.Context, o *options, tools *harness.Tools, bin, 
 		return nil, err
 	}
 	acc := &accounting{N: o.N}
+	quiet := *o
+	quiet.Profiles = false // profiles come from the timed pass
 	for _, kind := range []string{kindTether, kindVanilla} {
-		r, err := burstAndClean(ctx, e, o, kind, 1)
+		r, err := burstAndClean(ctx, e, &quiet, kind, 1)
 		if err != nil {
 			return nil, err
 		}

@@ -77,6 +77,11 @@ func runScale(ctx context.Context, e *env, o *options) (*scaleResult, error) {
 	if err != nil {
 		return res, err
 	}
+	if o.Profiles && o.profilePrefix != "" {
+		if err := e.debug.saveProfile(ctx, "heap", "gc=1", o.profilePrefix+"heap-w2.pb.gz"); err != nil {
+			return res, fmt.Errorf("w2: heap profile: %w", err)
+		}
+	}
 	first, last := res.Steps[0], res.Steps[len(res.Steps)-1]
 	res.RSSPer1000 = float64(last.RSS-first.RSS) / (float64(last.Pods) / 1000)
 	res.HeapPer1000 = float64(last.LiveHeap-first.LiveHeap) / (float64(last.Pods) / 1000)
