@@ -171,6 +171,12 @@ func TestStatusOfUnscheduledMemberPod(t *testing.T) {
 			if got := len(pushed) > 0; got != tt.push {
 				t.Errorf("pushed %v, want a push: %v", pushed, tt.push)
 			}
+			for _, p := range pushed {
+				if p.Name != host.Name || p.UID != host.UID || len(p.Spec.Containers) != 0 || p.Status.Phase != mp.Status.Phase {
+					t.Errorf("pushed %s/%s uid %s, %d containers, phase %s: want the host pod's metadata, no spec, the member's phase",
+						p.Namespace, p.Name, p.UID, len(p.Spec.Containers), p.Status.Phase)
+				}
+			}
 		})
 	}
 }
