@@ -96,7 +96,7 @@ func New(cfg Config) (*Member, error) {
 	m := &Member{
 		cfg:       cfg,
 		owner:     owner,
-		factory:   informers.NewSharedInformerFactoryWithOptions(cfg.MemberClient, cfg.Resync, informers.WithTransform(TrimForCache)),
+		factory:   informers.NewSharedInformerFactoryWithOptions(cfg.MemberClient, cfg.Resync, informers.WithTransform(trimMemberCache)),
 		recompute: make(chan struct{}, 1),
 		ownFactory: informers.NewSharedInformerFactoryWithOptions(cfg.MemberClient, cfg.Resync, informers.WithTransform(TrimForCache),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = owner.Selector() })),

@@ -7,6 +7,8 @@ import (
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
@@ -14,6 +16,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	resourcehelper "k8s.io/component-helpers/resource"
 
 	"github.com/tetherkube/tether/provider/forge"
 )
@@ -194,5 +197,37 @@ func TestTrimForCache(t *testing.T) {
 	}
 	if _, err := TrimForCache(cache.DeletedFinalStateUnknown{Key: "shop/web"}); err != nil {
 		t.Errorf("a tombstone: %v", err)
+	}
+}
+
+func TestTrimMemberCacheKeepsWhatTetherReads(t *testing.T) {
+	p := hostPod("1")
+	p.Labels = map[string]string{forge.LabelManagedBy: forge.ManagedByTether}
+	p.Spec.Volumes = []corev1.Volume{{Name: "kube-api-access-x"}}
+	p.Spec.Tolerations = []corev1.Toleration{{Key: "k"}}
+	p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")}
+	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "kube-api-access-x"}}
+	always := corev1.ContainerRestartPolicyAlways
+	p.Spec.InitContainers = []corev1.Container{{Name: "sidecar", Image: "s", RestartPolicy: &always,
+		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}}}
+	p.Status.Phase = corev1.PodRunning
+	before := resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{})
+	out, err := trimMemberCache(p.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*corev1.Pod)
+	if got.Spec.Volumes != nil || got.Spec.Tolerations != nil || got.Spec.Containers[0].VolumeMounts != nil || got.Spec.Containers[0].Image != "" {
+		t.Errorf("spec not trimmed: %+v", got.Spec)
+	}
+	if got.Spec.NodeName != "tether-m1" || got.Labels[forge.LabelManagedBy] != forge.ManagedByTether || got.Status.Phase != corev1.PodRunning {
+		t.Errorf("lost what Tether reads: %+v", got)
+	}
+	if after := resourcehelper.PodRequests(got, resourcehelper.PodResourcesOptions{}); !equality.Semantic.DeepEqual(before, after) {
+		t.Errorf("requests %v, want %v", after, before)
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}}
+	if out, _ := trimMemberCache(node); out.(*corev1.Node).Name != "n" {
+		t.Error("a node must pass")
 	}
 }
