@@ -13,7 +13,7 @@ ifneq ($(TETHER_E2E_CLUSTERS),)
 export TETHER_E2E_CLUSTERS := $(abspath $(TETHER_E2E_CLUSTERS))
 endif
 
-.PHONY: all build vet fmt unit e2e test tools sandbox sandbox-down sandbox-status clean
+.PHONY: all build vet fmt unit e2e test tools sandbox sandbox-down sandbox-status bench clean
 
 all: build
 
@@ -45,6 +45,12 @@ test:
 	@$(PHASE) unit $(MAKE) --no-print-directory unit
 	@$(PHASE) tools $(MAKE) --no-print-directory tools
 	@$(PHASE) e2e $(MAKE) --no-print-directory e2e
+
+# Throughput, latency, API cost, memory and restart of the pod path against vanilla Kubernetes, on clusters of its
+# own (docs/benchmarks.md). Never part of `make test`. Flags: make bench BENCH_ARGS="-workloads w1 -n 1000" (-h lists them).
+BENCH_ARGS ?=
+bench:
+	$(GO) run ./test/bench $(BENCH_ARGS)
 
 sandbox: build
 	$(BIN)/tetherctl sandbox up --dir $(SANDBOX_DIR)

@@ -96,9 +96,9 @@ func New(cfg Config) (*Member, error) {
 	m := &Member{
 		cfg:       cfg,
 		owner:     owner,
-		factory:   informers.NewSharedInformerFactory(cfg.MemberClient, cfg.Resync),
+		factory:   informers.NewSharedInformerFactoryWithOptions(cfg.MemberClient, cfg.Resync, informers.WithTransform(trimMemberCache)),
 		recompute: make(chan struct{}, 1),
-		ownFactory: informers.NewSharedInformerFactoryWithOptions(cfg.MemberClient, cfg.Resync,
+		ownFactory: informers.NewSharedInformerFactoryWithOptions(cfg.MemberClient, cfg.Resync, informers.WithTransform(TrimForCache),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = owner.Selector() })),
 	}
 	pods := m.factory.Core().V1().Pods()

@@ -207,6 +207,12 @@ func (m *Member) onMemberPod(old, obj any) {
 		m.hostPodLost(host, "is being deleted in the member")
 		return
 	}
+	if pod.Spec.NodeName == "" && len(pod.Status.Conditions) == 0 {
+		// The member scheduler has not looked at it yet: its status says nothing the host does not know, and
+		// pushing it would only drop the host's PodScheduled condition — one host write now and one more when
+		// the member binds the pod. An unschedulable member pod has a condition and goes through.
+		return
+	}
 	m.pushHostStatus(host, forge.PodStatus(host, pod))
 }
 
@@ -257,9 +263,10 @@ func (m *Member) pushHostStatus(host *corev1.Pod, st corev1.PodStatus) {
 	if cb == nil {
 		return
 	}
-	out := host.DeepCopy()
-	out.Status = st
-	cb(out)
+	// Metadata and status only: the pod controller keeps the last pushed pod of every pod and sends it with a
+	// status update, which takes the spec from the stored pod anyway. A spec here would be one more copy of every
+	// pod spec in memory.
+	cb(&corev1.Pod{TypeMeta: host.TypeMeta, ObjectMeta: *host.ObjectMeta.DeepCopy(), Status: st})
 }
 
 // finishHostDeletion removes a deleting host pod whose member pod is gone, as a kubelet does once the pod's

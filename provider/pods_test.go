@@ -7,6 +7,8 @@ import (
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
@@ -14,6 +16,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	resourcehelper "k8s.io/component-helpers/resource"
 
 	"github.com/tetherkube/tether/provider/forge"
 )
@@ -135,5 +138,96 @@ func TestDeletePodUsesUIDPrecondition(t *testing.T) {
 	if opts.Preconditions == nil || opts.Preconditions.UID == nil || *opts.Preconditions.UID != "member-uid" ||
 		opts.GracePeriodSeconds == nil || *opts.GracePeriodSeconds != 7 {
 		t.Errorf("delete options %+v, want UID precondition and the host's grace period", opts)
+	}
+}
+
+func TestStatusOfUnscheduledMemberPod(t *testing.T) {
+	owner := forge.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
+	scheduled := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}
+	unschedulable := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}
+	tests := []struct {
+		name     string
+		nodeName string
+		conds    []corev1.PodCondition
+		push     bool
+	}{
+		{name: "fresh copy: nothing new for the host", push: false},
+		{name: "unschedulable in the member", conds: []corev1.PodCondition{unschedulable}, push: true},
+		{name: "running in the member", nodeName: "m1-node-0", conds: []corev1.PodCondition{scheduled}, push: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host := hostPod("1")
+			host.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{scheduled}}
+			mp := memberPod(owner.Labels(), string(host.UID))
+			mp.Spec.NodeName = tt.nodeName
+			mp.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: tt.conds}
+			if tt.nodeName != "" {
+				mp.Status.Phase = corev1.PodRunning
+			}
+			m, _, _ := newTestMember(t, []*corev1.Pod{host})
+			var pushed []*corev1.Pod
+			m.mu.Lock()
+			m.notifyPod = func(p *corev1.Pod) { pushed = append(pushed, p) }
+			m.mu.Unlock()
+			m.onMemberPod(nil, mp)
+			if got := len(pushed) > 0; got != tt.push {
+				t.Errorf("pushed %v, want a push: %v", pushed, tt.push)
+			}
+			for _, p := range pushed {
+				if p.Name != host.Name || p.UID != host.UID || len(p.Spec.Containers) != 0 || p.Status.Phase != mp.Status.Phase {
+					t.Errorf("pushed %s/%s uid %s, %d containers, phase %s: want the host pod's metadata, no spec, the member's phase",
+						p.Namespace, p.Name, p.UID, len(p.Spec.Containers), p.Status.Phase)
+				}
+			}
+		})
+	}
+}
+
+func TestTrimForCache(t *testing.T) {
+	p := hostPod("1")
+	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kwok", Operation: metav1.ManagedFieldsOperationUpdate}}
+	out, err := TrimForCache(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*corev1.Pod)
+	if got.ManagedFields != nil || got.Name != "web" || got.Spec.NodeName != "tether-m1" {
+		t.Errorf("trimmed pod %+v: want the same pod without managedFields", got.ObjectMeta)
+	}
+	if _, err := TrimForCache(cache.DeletedFinalStateUnknown{Key: "shop/web"}); err != nil {
+		t.Errorf("a tombstone: %v", err)
+	}
+}
+
+func TestTrimMemberCacheKeepsWhatTetherReads(t *testing.T) {
+	p := hostPod("1")
+	p.Labels = map[string]string{forge.LabelManagedBy: forge.ManagedByTether}
+	p.Spec.Volumes = []corev1.Volume{{Name: "kube-api-access-x"}}
+	p.Spec.Tolerations = []corev1.Toleration{{Key: "k"}}
+	p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")}
+	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "kube-api-access-x"}}
+	always := corev1.ContainerRestartPolicyAlways
+	p.Spec.InitContainers = []corev1.Container{{Name: "sidecar", Image: "s", RestartPolicy: &always,
+		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}}}
+	p.Status.Phase = corev1.PodRunning
+	before := resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{})
+	out, err := trimMemberCache(p.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*corev1.Pod)
+	if got.Spec.Volumes != nil || got.Spec.Tolerations != nil || got.Spec.Containers[0].VolumeMounts != nil || got.Spec.Containers[0].Image != "" {
+		t.Errorf("spec not trimmed: %+v", got.Spec)
+	}
+	if got.Spec.NodeName != "tether-m1" || got.Labels[forge.LabelManagedBy] != forge.ManagedByTether || got.Status.Phase != corev1.PodRunning {
+		t.Errorf("lost what Tether reads: %+v", got)
+	}
+	if after := resourcehelper.PodRequests(got, resourcehelper.PodResourcesOptions{}); !equality.Semantic.DeepEqual(before, after) {
+		t.Errorf("requests %v, want %v", after, before)
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}}
+	if out, _ := trimMemberCache(node); out.(*corev1.Node).Name != "n" {
+		t.Error("a node must pass")
 	}
 }

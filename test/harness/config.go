@@ -36,6 +36,9 @@ type Config struct {
 	// PortForwardTarget ("host:port") is where kwok sends every member pod's forwarded port. Empty: kwok
 	// echoes the bytes back itself.
 	PortForwardTarget string
+	// AuditPolicy, when set, is an audit policy file (audit.k8s.io/v1 Policy) every kube-apiserver logs by, to
+	// Cluster.AuditLog (benchmarks count requests per component with it). Auditing slows the apiserver down.
+	AuditPolicy string
 	// Tools are the binaries to run; see EnsureTools.
 	Tools *Tools
 	// Log receives one line per step. Nil discards.

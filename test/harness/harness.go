@@ -45,6 +45,9 @@ type Cluster struct {
 	Logs string `json:"logs"`
 }
 
+// AuditLog is the cluster's kube-apiserver audit log, written when Config.AuditPolicy is set.
+func (c Cluster) AuditLog() string { return filepath.Join(c.Logs, "audit.log") }
+
 // State is what a running harness leaves in <Dir>/harness.json: enough to reuse or stop it later.
 type State struct {
 	Dir      string    `json:"dir"`
@@ -208,8 +211,11 @@ func createCluster(ctx context.Context, cfg Config, st *State, c Cluster, host b
 	if err != nil {
 		return fmt.Errorf("step create cluster %s: %w", c.Name, err)
 	}
-	err = st.kwokctl(ctx, logPath, "create", "cluster", "--name", c.KwokName, "--config", confPath,
-		"--kubeconfig", "", "--wait", "2m")
+	args := []string{"create", "cluster", "--name", c.KwokName, "--config", confPath, "--kubeconfig", "", "--wait", "2m"}
+	if cfg.AuditPolicy != "" {
+		args = append(args, "--kube-audit-policy", cfg.AuditPolicy)
+	}
+	err = st.kwokctl(ctx, logPath, args...)
 	unlock()
 	if err != nil {
 		return fmt.Errorf("step create cluster %s failed, see %s: %w", c.Name, logPath, err)

@@ -50,6 +50,7 @@ type Options struct {
 	NodeStatusInterval time.Duration
 	LeaseDuration      int32
 	LogLevel           string
+	DebugAddress       string
 }
 
 // NewOptions returns the defaults.
@@ -112,6 +113,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", o.NodeStatusInterval, "how often node status is written when nothing changed")
 	fs.Int32Var(&o.LeaseDuration, "lease-duration", o.LeaseDuration, "node lease duration in seconds")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
+	fs.StringVar(&o.DebugAddress, "debug-address", o.DebugAddress, "HTTP address (host:port) of /metrics (Go runtime, process, API requests by apiserver, verb and resource) and /debug/pprof/, without authentication: bind it to loopback; empty: off")
 }
 
 // MemberFlag is one --member value.

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/tetherkube/tether/internal/cli"
+	"github.com/tetherkube/tether/provider"
 	"github.com/tetherkube/tether/provider/kubelet"
 )
 
@@ -52,6 +53,12 @@ A pod the host scheduler binds to a virtual node is created in its member; its s
 
 // Run serves the members until ctx ends.
 func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
+	// Before any client exists, so that every request is counted.
+	if o.DebugAddress != "" {
+		if err := serveDebug(ctx, o.DebugAddress); err != nil {
+			return fmt.Errorf("--debug-address %s: %w", o.DebugAddress, err)
+		}
+	}
 	hostCfg, err := cli.HostConfig(o.Kubeconfig)
 	if err != nil {
 		return err
@@ -74,10 +81,11 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 
 	// One host pod informer for every virtual node: pods bound to some node. ConfigMaps, Secrets and
 	// ServiceAccounts feed the copies made in members.
-	podFactory := informers.NewSharedInformerFactoryWithOptions(host, o.Resync, informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
-		lo.FieldSelector = fields.OneTermNotEqualSelector("spec.nodeName", "").String()
-	}))
-	depFactory := informers.NewSharedInformerFactory(host, o.Resync)
+	podFactory := informers.NewSharedInformerFactoryWithOptions(host, o.Resync, informers.WithTransform(provider.TrimForCache),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+			lo.FieldSelector = fields.OneTermNotEqualSelector("spec.nodeName", "").String()
+		}))
+	depFactory := informers.NewSharedInformerFactoryWithOptions(host, o.Resync, informers.WithTransform(provider.TrimForCache))
 	hostPods := podFactory.Core().V1().Pods()
 	shared := &sharedHost{
 		client:     host,
