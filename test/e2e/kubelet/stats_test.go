@@ -257,4 +257,3 @@ func servingCert(port int) (*x509.Certificate, error) {
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0], nil
 }
-
