@@ -64,7 +64,7 @@ func buildTetherNode(ctx context.Context, repo, dir string) (string, error) {
 
 // upEnv starts clusters in dir (audited when auditPolicy is a file) and tether-node beside them.
 func upEnv(ctx context.Context, o *options, tools *harness.Tools, tetherBin, dir, prefix, auditPolicy string, log io.Writer) (*env, error) {
-	cfg := harness.Config{Dir: dir, Prefix: prefix, Members: memberConfigs(o), DisableQPSLimits: true,
+	cfg := harness.Config{Dir: dir, Prefix: prefix, Members: memberConfigs(o), DisableQPSLimits: true, NoMetricsServer: true,
 		AuditPolicy: auditPolicy, Tools: tools, Log: log}
 	start := time.Now()
 	st, err := harness.Up(ctx, cfg)

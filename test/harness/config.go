@@ -33,6 +33,9 @@ type Config struct {
 	// DisableQPSLimits lifts client rate limits and API priority and fairness on every control plane
 	// (benchmarks). When false, the components keep their upstream defaults.
 	DisableQPSLimits bool
+	// NoMetricsServer leaves metrics-server out of the members (benchmarks: its scraping would be in the figures).
+	// By default every member runs one, so that it serves metrics.k8s.io.
+	NoMetricsServer bool
 	// PortForwardTarget ("host:port") is where kwok sends every member pod's forwarded port. Empty: kwok
 	// echoes the bytes back itself.
 	PortForwardTarget string

@@ -194,7 +194,7 @@ func up(ctx context.Context, cfg Config, st *State) error {
 const TetherNamespace = "tether-system"
 
 func createCluster(ctx context.Context, cfg Config, st *State, c Cluster, host bool, logFile string) error {
-	conf, err := renderKwokctlConfig(cfg.Tools, host, cfg.DisableQPSLimits, filepath.Join(cfg.Dir, pkiDir),
+	conf, err := renderKwokctlConfig(cfg.Tools, host, cfg.DisableQPSLimits, cfg.NoMetricsServer, filepath.Join(cfg.Dir, pkiDir),
 		filepath.Join(cfg.Dir, kwokDir, "clusters", c.KwokName, "pki"), logFile, filepath.Join(cfg.Dir, attachLog), cfg.PortForwardTarget)
 	if err != nil {
 		return fmt.Errorf("step config of %s: %w", c.Name, err)

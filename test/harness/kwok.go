@@ -103,7 +103,7 @@ func writeContainerLog(path string, now time.Time) error {
 // renderKwokctlConfig renders the multi-document configuration of one cluster.
 // signingDir holds the cluster's own CA (ca.crt, ca.key, made by kwokctl): the host's controller manager signs
 // kubelet serving certificates with it.
-func renderKwokctlConfig(t *Tools, host bool, disableQPSLimits bool, pkiDir, signingDir, logFile, attachFile, portForwardTarget string) ([]byte, error) {
+func renderKwokctlConfig(t *Tools, host bool, disableQPSLimits, noMetricsServer bool, pkiDir, signingDir, logFile, attachFile, portForwardTarget string) ([]byte, error) {
 	conf := kwokctlConfiguration{
 		APIVersion: "config.kwok.x-k8s.io/v1alpha1",
 		Kind:       "KwokctlConfiguration",
@@ -152,9 +152,11 @@ func renderKwokctlConfig(t *Tools, host bool, disableQPSLimits bool, pkiDir, sig
 		// metrics-server makes the member serve metrics.k8s.io from kwok's fake usage (1m CPU and 1Mi memory per
 		// pod, or the pod's annotations kwok.x-k8s.io/usage-cpu and kwok.x-k8s.io/usage-memory). kwokctl runs it
 		// only beside a kwok-controller, so the host has none.
-		conf.Options.EnableMetricsServer = true
-		conf.Options.MetricsServerBinary = t.MetricsServer
-		conf.Options.MetricsServerManifests = []string{t.MetricsServerManifests}
+		if !noMetricsServer {
+			conf.Options.EnableMetricsServer = true
+			conf.Options.MetricsServerBinary = t.MetricsServer
+			conf.Options.MetricsServerManifests = []string{t.MetricsServerManifests}
+		}
 		all := map[string]string{"name": "tether-harness"}
 		forward := map[string]any{"command": []string{"cat"}} // an echo server
 		if portForwardTarget != "" {

@@ -43,14 +43,14 @@ func TestRenderKwokctlConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := renderKwokctlConfig(tools, tt.host, tt.noQPS, "/sandbox/pki", "/sandbox/kwok/clusters/tether-host/pki", "/sandbox/container.log", "/sandbox/attach.log", tt.target)
+			got, err := renderKwokctlConfig(tools, tt.host, tt.noQPS, tt.noQPS, "/sandbox/pki", "/sandbox/kwok/clusters/tether-host/pki", "/sandbox/container.log", "/sandbox/attach.log", tt.target)
 			if err != nil {
 				t.Fatal(err)
 			}
 			golden(t, tt.name, got)
 		})
 	}
-	if _, err := renderKwokctlConfig(tools, false, false, "", "", "", "", "no-port"); err == nil {
+	if _, err := renderKwokctlConfig(tools, false, false, false, "", "", "", "", "no-port"); err == nil {
 		t.Error("a target without a port must be refused")
 	}
 }
