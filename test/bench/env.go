@@ -94,14 +94,16 @@ func (e *env) init(ctx context.Context, o *options) error {
 			e.members = append(e.members, cl)
 		}
 	}
-	ports := make([]int, 2)
-	for i := range ports {
-		p, err := freePort()
-		if err != nil {
-			return err
-		}
-		ports[i] = p
+	// The kubelet API takes one port per member from ports[0] on (see TetherNodeArgs).
+	kubeletPort, err := harness.FreePorts(len(e.members))
+	if err != nil {
+		return err
 	}
+	debugPort, err := harness.FreePort()
+	if err != nil {
+		return err
+	}
+	ports := []int{kubeletPort, debugPort}
 	debugAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
 	e.debug = newDebugClient(debugAddr)
 	args := e.st.TetherNodeArgs(e.tetherBin, ports[0], append(o.Tether.args(), "--debug-address", debugAddr)...)
@@ -196,15 +198,6 @@ func ensureNamespace(ctx context.Context, c *cluster, name string) error {
 		_, err := c.client.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, nil
 	})
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // writeFile writes content to path, creating its folder.

@@ -3,6 +3,7 @@ package harness
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,3 +176,34 @@ func (s *State) cluster(name string) (Cluster, error) {
 
 // ProcessRunning reports whether p still runs (a reused pid does not count).
 func ProcessRunning(p *Process) bool { return p.running() }
+
+// FreePorts finds n consecutive free ports and returns the first.
+func FreePorts(n int) (int, error) {
+	for range 100 {
+		first, err := FreePort()
+		if err != nil {
+			return 0, err
+		}
+		ok := true
+		for p := first + 1; p < first+n && ok; p++ {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if ok = err == nil; ok {
+				l.Close()
+			}
+		}
+		if ok {
+			return first, nil
+		}
+	}
+	return 0, fmt.Errorf("no %d consecutive free ports", n)
+}
+
+// FreePort is a TCP port free on 127.0.0.1 at the time of the call.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

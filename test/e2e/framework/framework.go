@@ -10,12 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -153,13 +151,13 @@ const WebhookNamespace = "e2e-offload"
 // startTether starts tether-node and tether-webhook beside fresh clusters and waits until both work.
 func startTether(ctx context.Context, st *harness.State, bins map[string]string) error {
 	// The kubelet API takes one port per member from ports[0] on (see TetherNodeArgs).
-	kubelet, err := freePorts(len(st.Members()))
+	kubelet, err := harness.FreePorts(len(st.Members()))
 	if err != nil {
 		return err
 	}
 	ports := []int{kubelet, 0, 0}
 	for i := 1; i < len(ports); i++ {
-		if ports[i], err = FreePort(); err != nil {
+		if ports[i], err = harness.FreePort(); err != nil {
 			return err
 		}
 	}
@@ -369,35 +367,4 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func(ctx 
 	if err != nil {
 		t.Fatalf("%s: not within %s: %v", what, timeout, errors.Join(last, err))
 	}
-}
-
-// freePorts finds n consecutive free ports and returns the first.
-func freePorts(n int) (int, error) {
-	for range 100 {
-		first, err := FreePort()
-		if err != nil {
-			return 0, err
-		}
-		ok := true
-		for p := first + 1; p < first+n && ok; p++ {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if ok = err == nil; ok {
-				l.Close()
-			}
-		}
-		if ok {
-			return first, nil
-		}
-	}
-	return 0, fmt.Errorf("no %d consecutive free ports", n)
-}
-
-// FreePort is a TCP port free on 127.0.0.1 at the time of the call.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

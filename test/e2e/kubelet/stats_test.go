@@ -24,6 +24,7 @@ import (
 
 	"github.com/tetherkube/tether/provider/forge"
 	"github.com/tetherkube/tether/test/e2e/framework"
+	"github.com/tetherkube/tether/test/harness"
 )
 
 // kubeletGet reads a path of a virtual node's kubelet API with a bearer token, as metrics-server does.
@@ -167,7 +168,7 @@ func TestServingCertificateFromCSR(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build tether-node: %v\n%s", err, out)
 	}
-	port, err := framework.FreePort()
+	port, err := harness.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
