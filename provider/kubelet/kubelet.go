@@ -69,7 +69,7 @@ func (r *Relay) Handlers() api.PodHandlerConfig {
 		RunInContainer:        r.Exec,
 		AttachToContainer:     r.Attach,
 		PortForward:           r.PortForward,
-		GetPodsFromKubernetes: r.Pods,
+		GetPodsFromKubernetes: r.podsOnPort,
 		GetStatsSummary:       r.StatsSummary,
 		GetMetricsResource:    r.MetricsResource,
 	}
@@ -93,7 +93,8 @@ func (r *Relay) MetricsResource(ctx context.Context) ([]*dto.MetricFamily, error
 	return ResourceMetrics(usages), nil
 }
 
-func (r *Relay) usagesFor(ctx context.Context) ([]NodeUsage, error) {
+// membersOnPort are the virtual nodes published on the port a request came in on.
+func (r *Relay) membersOnPort(ctx context.Context) ([]*Member, error) {
 	addr, ok := ctx.Value(http.LocalAddrContextKey).(net.Addr)
 	if !ok {
 		return nil, errors.New("no local address on the request")
@@ -105,6 +106,38 @@ func (r *Relay) usagesFor(ctx context.Context) ([]NodeUsage, error) {
 	members := r.Router.MembersOn(int32(tcp.Port))
 	if len(members) == 0 {
 		return nil, errdefs.NotFoundf("no virtual node is served on port %d", tcp.Port)
+	}
+	return members, nil
+}
+
+// podsOnPort is /pods: the host pods bound to the virtual node(s) on the request's port, the node(s) the request
+// was authorized for.
+func (r *Relay) podsOnPort(ctx context.Context) ([]*corev1.Pod, error) {
+	members, err := r.membersOnPort(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, err := r.Pods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nodes := map[string]bool{}
+	for _, m := range members {
+		nodes[m.NodeName] = true
+	}
+	var out []*corev1.Pod
+	for _, p := range all {
+		if nodes[p.Spec.NodeName] {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func (r *Relay) usagesFor(ctx context.Context) ([]NodeUsage, error) {
+	members, err := r.membersOnPort(ctx)
+	if err != nil {
+		return nil, err
 	}
 	usages := make([]NodeUsage, 0, len(members))
 	for _, m := range members {

@@ -95,3 +95,31 @@ func TestNodeLevelRequestsAreAuthorizedOnTheirPortsNode(t *testing.T) {
 		}
 	}
 }
+
+type byPort map[int32][]*Member
+
+func (b byPort) MemberOf(string, string) (*Member, error) { return nil, NotFound("", "") }
+func (b byPort) MembersOn(port int32) []*Member           { return b[port] }
+
+// /pods answers for the node(s) of the port it is asked on, as it is authorized.
+func TestPodsListsThePortsNodes(t *testing.T) {
+	pod := func(name, node string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{NodeName: node}}
+	}
+	r := &Relay{
+		Router: byPort{10250: {{NodeName: "tether-m1"}}, 10251: {{NodeName: "tether-m2"}}},
+		Pods: func(context.Context) ([]*corev1.Pod, error) {
+			return []*corev1.Pod{pod("a", "tether-m1"), pod("b", "tether-m2"), pod("c", "tether-m1")}, nil
+		},
+	}
+	at := func(port int) context.Context {
+		return context.WithValue(t.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	}
+	got, err := r.podsOnPort(at(10250))
+	if err != nil || len(got) != 2 || got[0].Name != "a" || got[1].Name != "c" {
+		t.Errorf("port 10250: %v %v, want a and c", got, err)
+	}
+	if _, err := r.podsOnPort(at(10299)); err == nil {
+		t.Error("a port without a node must be an error")
+	}
+}
