@@ -5,7 +5,9 @@ package app
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -150,8 +152,20 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 	if o.RotateServing && o.TLSCertFile != "" {
 		errs = append(errs, errors.New("--rotate-server-certificates and --tls-cert-file exclude each other"))
 	}
-	if _, err := parseMemberPorts(o.MemberPorts); err != nil {
+	ports, err := parseMemberPorts(o.MemberPorts)
+	if err != nil {
 		errs = append(errs, err)
+	}
+	owner := map[int32]string{}
+	for _, name := range slices.Sorted(maps.Keys(ports)) {
+		p := ports[name]
+		switch {
+		case !seen[name]:
+			errs = append(errs, fmt.Errorf("--member-kubelet-port %s=%d: no --member %s (members from Secrets take annotation %s)", name, p, name, AnnotationKubeletPort))
+		case owner[p] != "":
+			errs = append(errs, fmt.Errorf("--member-kubelet-port %s=%d: port already given to %s", name, p, owner[p]))
+		}
+		owner[p] = name
 	}
 	if net.ParseIP(o.KubeletBind) == nil {
 		errs = append(errs, fmt.Errorf("--kubelet-bind-address %q: not an IP address", o.KubeletBind))

@@ -10,7 +10,8 @@ import (
 func TestValidateReportsEveryProblem(t *testing.T) {
 	o := NewOptions()
 	o.Members = []string{"m1=/k/m1", "bad", "m1=/k/again"}
-	o.MemberPorts = []string{"m2=10251", "m3=0", "m4", "m5=http"}
+	o.Members = append(o.Members, "m2=/k/m2", "m6=/k/m6")
+	o.MemberPorts = []string{"m2=10251", "m3=0", "m4", "m5=http", "m6=10251", "m7=10257"}
 	o.RotateServing, o.TLSCertFile, o.TLSKeyFile = true, "/c", "/k"
 	o.KubeletAddress = "nowhere"
 	_, err := o.Validate()
@@ -18,7 +19,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		t.Fatal("want errors")
 	}
 	for _, want := range []string{`--member "bad"`, "given twice", `--member-kubelet-port "m3=0"`, `--member-kubelet-port "m4"`,
-		`--member-kubelet-port "m5=http"`, "--rotate-server-certificates and --tls-cert-file", `--kubelet-address "nowhere"`} {
+		`--member-kubelet-port "m5=http"`, "m6=10251: port already given to m2", "m7=10257: no --member m7", "--rotate-server-certificates and --tls-cert-file", `--kubelet-address "nowhere"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("errors lack %q:\n%v", want, err)
 		}

@@ -144,25 +144,27 @@ func (r *registry) startWithKubeconfig(name, source string, cfg *rest.Config, ra
 		source: source, kubeconfig: raw, cancel: cancel, alive: &atomic.Bool{}, done: make(chan struct{})}
 	run.alive.Store(true)
 	r.active[name] = run
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		defer close(run.done)
+	// done closes when the node and its own kubelet listener have both stopped, so that a restarted member
+	// (a changed Secret) binds its port again only once the old listener has let go of it.
+	var parts sync.WaitGroup
+	parts.Go(func() {
 		if err := r.runMember(ctx, m, run.alive); err != nil && ctx.Err() == nil {
 			log.G(ctx).WithError(err).Error("virtual node stopped")
 		}
-	}()
+	})
 	if port != r.o.KubeletPort && r.kubelet != nil {
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
+		parts.Go(func() {
 			addr := net.JoinHostPort(r.o.KubeletBind, strconv.Itoa(int(port)))
 			if err := r.kubelet.Serve(ctx, addr); err != nil && ctx.Err() == nil {
 				log.G(ctx).WithError(err).Error("kubelet API of this member stopped")
 				r.host.recorder.Eventf(m.Node(), corev1.EventTypeWarning, "KubeletPortFailed", "kubelet API on %s: %v", addr, err)
 			}
-		}()
+		})
 	}
+	r.wg.Go(func() {
+		parts.Wait()
+		close(run.done)
+	})
 	log.G(ctx).WithField("node", m.NodeName()).WithField("source", source).Info("serving member")
 	return nil
 }
