@@ -10,6 +10,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	"k8s.io/utils/ptr"
@@ -138,10 +139,7 @@ func (r *Relay) Usage(ctx context.Context, m *Member) (NodeUsage, error) {
 			p.UID = member.Annotations[forge.AnnotationHostUID]
 		}
 		for _, c := range pm.Containers {
-			cores := float64(c.Usage.Cpu().MilliValue()) / 1000
-			if n := c.Usage.Cpu().ScaledValue(-9); n > 0 {
-				cores = float64(n) / 1e9
-			}
+			cores := float64(c.Usage.Cpu().ScaledValue(resource.Nano)) / 1e9
 			cu := ContainerUsage{
 				Name: c.Name, Time: ts, NanoCores: uint64(math.Round(cores * 1e9)), Memory: uint64(max(c.Usage.Memory().Value(), 0)),
 				CPUSeconds: r.counters.add(m.NodeName+"/"+pm.Namespace+"/"+pm.Name+"/"+c.Name, cores, ts, window, now),
