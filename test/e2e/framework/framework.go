@@ -351,6 +351,30 @@ func (c *Cluster) Namespace(t testing.TB, labels map[string]string) string {
 	return ns.Name
 }
 
+// RunningIn waits (two minutes at most) until the host pod ns/name runs on tether-<member> and its member pod runs;
+// it returns both.
+func (e *Env) RunningIn(t testing.TB, ns, name, member string) (host, mp *corev1.Pod) {
+	t.Helper()
+	m := e.Member(t, member)
+	Eventually(t, 2*time.Minute, fmt.Sprintf("pod %s Running in %s", name, member), func(ctx context.Context) error {
+		var err error
+		if host, err = e.Host.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return err
+		}
+		if host.Spec.NodeName != "tether-"+member || host.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("host pod on %q, %s", host.Spec.NodeName, host.Status.Phase)
+		}
+		if mp, err = m.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return err
+		}
+		if mp.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("member pod %s", mp.Status.Phase)
+		}
+		return nil
+	})
+	return host, mp
+}
+
 // Eventually polls cond every 200 ms until it returns nil, and fails the test with cond's last error after
 // timeout.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func(ctx context.Context) error) {

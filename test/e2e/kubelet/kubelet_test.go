@@ -47,16 +47,7 @@ func runningPod(t *testing.T) (ns, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	framework.Eventually(t, timeout, "pod Running", func(ctx context.Context) error {
-		p, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if p.Status.Phase != corev1.PodRunning {
-			return fmt.Errorf("%s", p.Status.Phase)
-		}
-		return nil
-	})
+	env.RunningIn(t, ns, name, "m1")
 	return ns, name
 }
 

@@ -3,8 +3,6 @@
 package webhook_test
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,30 +36,6 @@ func pod(name string, spec corev1.PodSpec) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": name}}, Spec: spec}
 }
 
-// runningIn waits until the host pod runs on tether-<member> and its member pod runs; it returns both.
-func runningIn(t *testing.T, ns, name, member string) (*corev1.Pod, *corev1.Pod) {
-	t.Helper()
-	m := env.Member(t, member)
-	var host, mp *corev1.Pod
-	framework.Eventually(t, timeout, fmt.Sprintf("pod %s Running in %s", name, member), func(ctx context.Context) error {
-		var err error
-		if host, err = env.Host.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
-			return err
-		}
-		if host.Spec.NodeName != "tether-"+member || host.Status.Phase != corev1.PodRunning {
-			return fmt.Errorf("host pod on %q, %s", host.Spec.NodeName, host.Status.Phase)
-		}
-		if mp, err = m.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
-			return err
-		}
-		if mp.Status.Phase != corev1.PodRunning {
-			return fmt.Errorf("member pod %s", mp.Status.Phase)
-		}
-		return nil
-	})
-	return host, mp
-}
-
 func TestNodeSelectorParkedAndRestored(t *testing.T) {
 	ns := offloadNamespace(t)
 	if _, err := env.Host.Client.CoreV1().Pods(ns).Create(t.Context(), pod("ssd", corev1.PodSpec{
@@ -69,7 +43,7 @@ func TestNodeSelectorParkedAndRestored(t *testing.T) {
 	}), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	host, mp := runningIn(t, ns, "ssd", "m2")
+	host, mp := env.RunningIn(t, ns, "ssd", "m2")
 	if host.Spec.NodeSelector[forge.LabelMember] != "m2" || host.Spec.NodeSelector["disktype"] != "" {
 		t.Errorf("host nodeSelector %v: want only %s", host.Spec.NodeSelector, forge.LabelMember)
 	}
@@ -98,7 +72,7 @@ func TestAffinityAndTolerationRestored(t *testing.T) {
 	if _, err := env.Host.Client.CoreV1().Pods(ns).Create(t.Context(), pod("zonal", spec), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	host, mp := runningIn(t, ns, "zonal", "m1")
+	host, mp := env.RunningIn(t, ns, "zonal", "m1")
 	if host.Spec.Affinity != nil {
 		t.Errorf("host pod keeps affinity %v", host.Spec.Affinity)
 	}
