@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/tetherkube/tether/test/harness"
+	"github.com/tetherkube/tether/internal/sandbox"
 )
 
 // cluster is one cluster as the bench uses it.
@@ -34,7 +34,7 @@ type cluster struct {
 
 // env is a running host + members with tether-node.
 type env struct {
-	st        *harness.State
+	st        *sandbox.State
 	host      *cluster
 	members   []*cluster
 	debug     *debugClient
@@ -46,9 +46,9 @@ type env struct {
 const benchUserAgent = benchComponent
 
 // members of every environment: two, each with nodes kwok runs pods on.
-func memberConfigs(o *options) []harness.MemberConfig {
-	tmpl := harness.NodeConfig{CPU: "1000", Memory: "4Ti", Pods: o.NodePods}
-	return []harness.MemberConfig{harness.UniformMember("m1", o.MemberNodes, tmpl), harness.UniformMember("m2", o.MemberNodes, tmpl)}
+func memberConfigs(o *options) []sandbox.MemberConfig {
+	tmpl := sandbox.NodeConfig{CPU: "1000", Memory: "4Ti", Pods: o.NodePods}
+	return []sandbox.MemberConfig{sandbox.UniformMember("m1", o.MemberNodes, tmpl), sandbox.UniformMember("m2", o.MemberNodes, tmpl)}
 }
 
 // buildTetherNode builds tether-node from the checkout into dir.
@@ -63,12 +63,12 @@ func buildTetherNode(ctx context.Context, repo, dir string) (string, error) {
 }
 
 // upEnv starts clusters in dir (audited when auditPolicy is a file) and tether-node beside them.
-func upEnv(ctx context.Context, o *options, tools *harness.Tools, tetherBin, dir, prefix, auditPolicy string, log io.Writer) (*env, error) {
-	cfg := harness.Config{Dir: dir, Prefix: prefix, Members: memberConfigs(o), DisableQPSLimits: true, NoMetricsServer: true,
+func upEnv(ctx context.Context, o *options, tools *sandbox.Tools, tetherBin, dir, prefix, auditPolicy string, log io.Writer) (*env, error) {
+	cfg := sandbox.Config{Dir: dir, Prefix: prefix, Members: memberConfigs(o), DisableQPSLimits: true, NoMetricsServer: true,
 		AuditPolicy: auditPolicy, Tools: tools, Log: log}
 	start := time.Now()
-	st, err := harness.Up(ctx, cfg)
-	if errors.Is(err, harness.ErrAlreadyUp) {
+	st, err := sandbox.Up(ctx, cfg)
+	if errors.Is(err, sandbox.ErrAlreadyUp) {
 		return nil, fmt.Errorf("%s already holds running clusters: use another -workdir", dir)
 	}
 	if err != nil {
@@ -95,11 +95,11 @@ func (e *env) init(ctx context.Context, o *options) error {
 		}
 	}
 	// The kubelet API takes one port per member from ports[0] on (see TetherNodeArgs).
-	kubeletPort, err := harness.FreePorts(len(e.members))
+	kubeletPort, err := sandbox.FreePorts(len(e.members))
 	if err != nil {
 		return err
 	}
-	debugPort, err := harness.FreePort()
+	debugPort, err := sandbox.FreePort()
 	if err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func (e *env) init(ctx context.Context, o *options) error {
 	debugAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
 	e.debug = newDebugClient(debugAddr)
 	args := e.st.TetherNodeArgs(e.tetherBin, ports[0], append(o.Tether.args(), "--debug-address", debugAddr)...)
-	if _, err := e.st.StartProcess(harness.TetherNode, args...); err != nil {
+	if _, err := e.st.StartProcess(sandbox.TetherNode, args...); err != nil {
 		return err
 	}
 	return e.waitTether(ctx)
@@ -125,7 +125,7 @@ func (e *env) waitTether(ctx context.Context) error {
 }
 
 func (e *env) tetherLog() string {
-	if p := e.st.Process(harness.TetherNode); p != nil {
+	if p := e.st.Process(sandbox.TetherNode); p != nil {
 		return p.Log
 	}
 	return ""
@@ -133,16 +133,16 @@ func (e *env) tetherLog() string {
 
 // tetherPid is tether-node's pid, 0 when it does not run.
 func (e *env) tetherPid() int {
-	p := e.st.Process(harness.TetherNode)
-	if p == nil || !harness.ProcessRunning(p) {
+	p := e.st.Process(sandbox.TetherNode)
+	if p == nil || !sandbox.ProcessRunning(p) {
 		return 0
 	}
 	return p.Pid
 }
 
 // restartTether stops tether-node with sig and starts it again (not waiting).
-func (e *env) stopTether(sig syscall.Signal) error { return e.st.StopProcess(harness.TetherNode, sig) }
-func (e *env) startTether() error                  { return e.st.RestartProcess(harness.TetherNode) }
+func (e *env) stopTether(sig syscall.Signal) error { return e.st.StopProcess(sandbox.TetherNode, sig) }
+func (e *env) startTether() error                  { return e.st.RestartProcess(sandbox.TetherNode) }
 
 // clusterOf names the cluster whose apiserver is hostport.
 func (e *env) clusterOf(hostport string) string {
@@ -166,10 +166,10 @@ func (e *env) member(name string) *cluster {
 func (e *env) down(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	return harness.Down(ctx, e.st.Dir)
+	return sandbox.Down(ctx, e.st.Dir)
 }
 
-func newCluster(c harness.Cluster) (*cluster, error) {
+func newCluster(c sandbox.Cluster) (*cluster, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Name, err)

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tetherkube/tether/test/harness"
+	"github.com/tetherkube/tether/internal/sandbox"
 )
 
 // Namespaces of the W1 bursts.
@@ -25,15 +25,15 @@ const (
 // run is the whole bench: the timed pass (W1 pairs, W2, W3), then the audited pass, then the report.
 func run(ctx context.Context, o *options, stdout, log io.Writer) error {
 	started := time.Now()
-	repo, err := harness.FindRepoRoot(".")
+	repo, err := sandbox.FindRepoRoot(".")
 	if err != nil {
 		return err
 	}
-	cacheDir, err := harness.DefaultCacheDir()
+	cacheDir, err := sandbox.DefaultCacheDir()
 	if err != nil {
 		return err
 	}
-	tools, err := harness.EnsureTools(ctx, repo, cacheDir, log)
+	tools, err := sandbox.EnsureTools(ctx, repo, cacheDir, log)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func run(ctx context.Context, o *options, stdout, log io.Writer) error {
 
 // timedPass runs the selected workloads on clusters without auditing. Only failing to start the clusters is
 // returned; a failed workload is reported and the next one runs.
-func timedPass(ctx context.Context, o *options, tools *harness.Tools, bin, dir string, res *result, log io.Writer, fail func(string, error)) error {
+func timedPass(ctx context.Context, o *options, tools *sandbox.Tools, bin, dir string, res *result, log io.Writer, fail func(string, error)) error {
 	e, err := upEnv(ctx, o, tools, bin, dir, "bench", "", log)
 	if err != nil {
 		return err
@@ -175,7 +175,7 @@ func burstAndClean(ctx context.Context, e *env, o *options, kind string, index i
 }
 
 // accountingPass runs one burst of each kind on audited clusters and counts requests per pod.
-func accountingPass(ctx context.Context, o *options, tools *harness.Tools, bin, dir string, log io.Writer) (_ *accounting, err error) {
+func accountingPass(ctx context.Context, o *options, tools *sandbox.Tools, bin, dir string, log io.Writer) (_ *accounting, err error) {
 	policy := filepath.Join(dir+"-policy", "audit-policy.yaml")
 	if err := writeFile(policy, auditPolicy); err != nil {
 		return nil, err
@@ -235,7 +235,7 @@ func settingsOf(o *options) settings {
 }
 
 // versions of Go, the pinned control plane and this checkout.
-func versions(ctx context.Context, repo string, tools *harness.Tools) map[string]string {
+func versions(ctx context.Context, repo string, tools *sandbox.Tools) map[string]string {
 	v := map[string]string{"go": runtime.Version(), "kubernetes": tools.KubernetesVersion}
 	for name, mod := range map[string]string{"etcd": "go.etcd.io/etcd/server/v3", "kwok": "sigs.k8s.io/kwok"} {
 		if pin := requireVersion(filepath.Join(repo, "hack", "tools", name, "go.mod"), mod); pin != "" {

@@ -13,7 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tetherkube/tether/test/harness"
+	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/internal/sandbox"
 )
 
 // NewCommand returns tetherctl's root command.
@@ -55,22 +56,22 @@ func (o *sandboxOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.cacheDir, "cache-dir", "", "where built control-plane binaries are kept (default $TETHER_CACHE_DIR or ~/.cache/tether)")
 }
 
-func (o *sandboxOptions) tools(ctx context.Context, log io.Writer) (*harness.Tools, error) {
+func (o *sandboxOptions) tools(ctx context.Context, log io.Writer) (*sandbox.Tools, error) {
 	repo := o.repo
 	if repo == "" {
 		var err error
-		if repo, err = harness.FindRepoRoot("."); err != nil {
+		if repo, err = sandbox.FindRepoRoot("."); err != nil {
 			return nil, err
 		}
 	}
 	cache := o.cacheDir
 	if cache == "" {
 		var err error
-		if cache, err = harness.DefaultCacheDir(); err != nil {
+		if cache, err = sandbox.DefaultCacheDir(); err != nil {
 			return nil, err
 		}
 	}
-	return harness.EnsureTools(ctx, repo, cache, log)
+	return sandbox.EnsureTools(ctx, repo, cache, log)
 }
 
 func newSandboxCommand() *cobra.Command {
@@ -86,7 +87,7 @@ func newSandboxUpCommand() *cobra.Command {
 	var (
 		o                sandboxOptions
 		members, nodes   int
-		node             harness.NodeConfig
+		node             sandbox.NodeConfig
 		memberLabels     []string
 		disableQPSLimits bool
 		binDir           string
@@ -100,8 +101,8 @@ func newSandboxUpCommand() *cobra.Command {
 			if members < 1 || nodes < 1 {
 				return fmt.Errorf("--members and --nodes must be at least 1")
 			}
-			cfg := harness.DefaultConfig(o.dir)
-			cfg.Members = harness.DefaultMembers(members, nodes, node)
+			cfg := sandbox.DefaultConfig(o.dir)
+			cfg.Members = sandbox.DefaultMembers(members, nodes, node)
 			for _, spec := range memberLabels {
 				if err := cfg.ParseMemberLabels(spec); err != nil {
 					return err
@@ -120,7 +121,7 @@ func newSandboxUpCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if st, err := harness.Load(o.dir); err == nil && harness.Healthy(ctx, st) == nil {
+			if st, err := sandbox.Load(o.dir); err == nil && sandbox.Healthy(ctx, st) == nil {
 				fmt.Fprintf(out, "a sandbox is already up in %s\n", st.Dir)
 				if err := ensureTether(ctx, out, st, binDir); err != nil {
 					return err
@@ -134,8 +135,8 @@ func newSandboxUpCommand() *cobra.Command {
 				return err
 			}
 			cfg.Tools = tools
-			st, err := harness.Up(ctx, cfg)
-			if errors.Is(err, harness.ErrAlreadyUp) {
+			st, err := sandbox.Up(ctx, cfg)
+			if errors.Is(err, sandbox.ErrAlreadyUp) {
 				fmt.Fprintf(out, "a sandbox is already up in %s\n", st.Dir)
 				printTry(out, st)
 				return nil
@@ -150,7 +151,7 @@ func newSandboxUpCommand() *cobra.Command {
 				// Leave nothing half-started behind.
 				downCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 				defer cancel()
-				return errors.Join(err, harness.Down(downCtx, st.Dir))
+				return errors.Join(err, sandbox.Down(downCtx, st.Dir))
 			}
 			fmt.Fprintf(out, "sandbox up in %s\n", time.Since(start).Round(time.Second))
 			printTry(out, st)
@@ -160,9 +161,9 @@ func newSandboxUpCommand() *cobra.Command {
 	o.addFlags(cmd)
 	cmd.Flags().IntVar(&members, "members", 2, "number of member clusters (named m1, m2, …)")
 	cmd.Flags().IntVar(&nodes, "nodes", 3, "fake kwok nodes per member")
-	cmd.Flags().StringVar(&node.CPU, "node-cpu", harness.DefaultNodeCPU, "CPU of each member node")
-	cmd.Flags().StringVar(&node.Memory, "node-memory", harness.DefaultNodeMemory, "memory of each member node")
-	cmd.Flags().IntVar(&node.Pods, "node-pods", harness.DefaultNodePods, "pod capacity of each member node")
+	cmd.Flags().StringVar(&node.CPU, "node-cpu", sandbox.DefaultNodeCPU, "CPU of each member node")
+	cmd.Flags().StringVar(&node.Memory, "node-memory", sandbox.DefaultNodeMemory, "memory of each member node")
+	cmd.Flags().IntVar(&node.Pods, "node-pods", sandbox.DefaultNodePods, "pod capacity of each member node")
 	cmd.Flags().StringArrayVar(&memberLabels, "member-labels", nil, "extra node labels, MEMBER=k=v[,k=v] for all nodes of a member or MEMBER/INDEX=k=v for one (repeatable)")
 	cmd.Flags().StringVar(&binDir, "bin-dir", "", "folder of the tether-node and tether-webhook binaries to run (default: beside tetherctl)")
 	cmd.Flags().BoolVar(&disableQPSLimits, "disable-qps-limits", false, "lift client rate limits and API priority and fairness in every control plane (benchmarks)")
@@ -170,19 +171,19 @@ func newSandboxUpCommand() *cobra.Command {
 }
 
 // ensureTether starts tether-node and tether-webhook unless they run, and waits until both work.
-func ensureTether(ctx context.Context, out io.Writer, st *harness.State, binDir string) error {
+func ensureTether(ctx context.Context, out io.Writer, st *sandbox.State, binDir string) error {
 	procs := []struct {
 		name string
 		args []string
 	}{
-		{harness.TetherNode, st.TetherNodeArgs(filepath.Join(binDir, harness.TetherNode), sandboxKubeletPort)},
-		{harness.TetherWebhook, st.WebhookArgs(filepath.Join(binDir, harness.TetherWebhook), sandboxWebhookPort, sandboxWebhookHealthPort)},
+		{sandbox.TetherNode, st.TetherNodeArgs(filepath.Join(binDir, sandbox.TetherNode), sandboxKubeletPort)},
+		{sandbox.TetherWebhook, st.WebhookArgs(filepath.Join(binDir, sandbox.TetherWebhook), sandboxWebhookPort, sandboxWebhookHealthPort)},
 	}
 	for _, p := range procs {
 		if _, err := os.Stat(p.args[0]); err != nil {
 			return fmt.Errorf("%s: %w (run make build)", p.name, err)
 		}
-		if cur := st.Process(p.name); cur != nil && harness.ProcessRunning(cur) {
+		if cur := st.Process(p.name); cur != nil && sandbox.ProcessRunning(cur) {
 			continue
 		}
 		if _, err := st.StartProcess(p.name, p.args...); err != nil {
@@ -191,13 +192,13 @@ func ensureTether(ctx context.Context, out io.Writer, st *harness.State, binDir 
 		fmt.Fprintf(out, "%s started (log: %s)\n", p.name, st.Process(p.name).Log)
 	}
 	if err := st.WaitVirtualNodes(ctx, time.Minute); err != nil {
-		return fmt.Errorf("virtual nodes not Ready (see %s): %w", st.Process(harness.TetherNode).Log, err)
+		return fmt.Errorf("virtual nodes not Ready (see %s): %w", st.Process(sandbox.TetherNode).Log, err)
 	}
-	if err := st.EnsureNamespace(ctx, demoNamespace, map[string]string{"tether.io/offload": "enabled"}); err != nil {
+	if err := st.EnsureNamespace(ctx, demoNamespace, map[string]string{api.LabelOffload: api.OffloadEnabled}); err != nil {
 		return err
 	}
 	if err := st.WaitWebhook(ctx, demoNamespace, time.Minute); err != nil {
-		return fmt.Errorf("webhook not answering (see %s): %w", st.Process(harness.TetherWebhook).Log, err)
+		return fmt.Errorf("webhook not answering (see %s): %w", st.Process(sandbox.TetherWebhook).Log, err)
 	}
 	return nil
 }
@@ -230,7 +231,7 @@ spec:
 
 // linkKubectl puts the kubectl the sandbox was built with at <dir>/bin/kubectl, for the commands printTry shows,
 // and the demo manifest beside it.
-func linkKubectl(st *harness.State) error {
+func linkKubectl(st *sandbox.State) error {
 	if err := os.WriteFile(filepath.Join(st.Dir, demoManifest), []byte(demoDeployment), 0o644); err != nil {
 		return err
 	}
@@ -243,7 +244,7 @@ func linkKubectl(st *harness.State) error {
 	return os.Symlink(st.Kubectl, link)
 }
 
-func printTry(out io.Writer, st *harness.State) {
+func printTry(out io.Writer, st *sandbox.State) {
 	// The default sandbox's ssd node is in its last member.
 	ssd := st.Members()[len(st.Members())-1]
 	fmt.Fprintf(out, `
@@ -267,14 +268,14 @@ func newSandboxDownCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_ = os.RemoveAll(filepath.Join(o.dir, "bin"))
 			_ = os.Remove(filepath.Join(o.dir, demoManifest))
-			if _, err := harness.Load(o.dir); errors.Is(err, os.ErrNotExist) {
+			if _, err := sandbox.Load(o.dir); errors.Is(err, os.ErrNotExist) {
 				fmt.Fprintf(cmd.OutOrStdout(), "no sandbox in %s\n", o.dir)
 				return nil
 			}
 			// Finish the cleanup even when interrupted: a half-stopped sandbox is worse than a slow stop.
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), 3*time.Minute)
 			defer cancel()
-			if err := harness.Down(ctx, o.dir); err != nil {
+			if err := sandbox.Down(ctx, o.dir); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "sandbox in %s stopped\n", o.dir)
@@ -293,14 +294,14 @@ func newSandboxStatusCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			st, err := harness.Load(o.dir)
+			st, err := sandbox.Load(o.dir)
 			if errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("no sandbox in %s", o.dir)
 			}
 			if err != nil {
 				return err
 			}
-			if err := harness.Healthy(cmd.Context(), st); err != nil {
+			if err := sandbox.Healthy(cmd.Context(), st); err != nil {
 				return fmt.Errorf("sandbox in %s is not healthy (run make sandbox-down): %w", st.Dir, err)
 			}
 			var names []string

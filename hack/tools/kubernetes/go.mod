@@ -1,4 +1,4 @@
-// This module pins the Kubernetes control plane the local harness builds (test/harness/tools.go builds its
+// This module pins the Kubernetes control plane the local clusters run (internal/sandbox/tools.go builds its
 // commands and stamps them with the version required below). To move to another release, change that version and
 // every staging replace line with it; the tools cache key changes and the next run rebuilds.
 module github.com/tetherkube/tether/hack/tools/kubernetes

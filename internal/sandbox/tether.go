@@ -1,4 +1,4 @@
-package harness
+package sandbox
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/tetherkube/tether/api"
 )
 
 // TetherNode is the name of tether-node's process in the state.
@@ -41,7 +43,7 @@ func (s *State) WaitVirtualNodes(ctx context.Context, timeout time.Duration) err
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		last = nil
 		for _, m := range s.Members() {
-			n, err := cs.CoreV1().Nodes().Get(ctx, "tether-"+m.Name, metav1.GetOptions{})
+			n, err := cs.CoreV1().Nodes().Get(ctx, api.NodeName(api.DefaultNodePrefix, m.Name), metav1.GetOptions{})
 			if err != nil {
 				last = err
 				return false, nil
@@ -98,7 +100,7 @@ func (s *State) WaitWebhook(ctx context.Context, namespace string, timeout time.
 			last = err
 			return false, nil
 		}
-		if _, ok := p.Annotations["tether.io/scheduling"]; !ok {
+		if _, ok := p.Annotations[api.AnnotationScheduling]; !ok {
 			last = errors.New("the probe pod came back unchanged: the webhook is not called yet")
 			return false, nil
 		}

@@ -1,4 +1,4 @@
-package harness
+package sandbox
 
 import (
 	"context"
@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/tetherkube/tether/api"
 )
 
 // Files and folders under Config.Dir.
@@ -191,7 +193,7 @@ func up(ctx context.Context, cfg Config, st *State) error {
 }
 
 // TetherNamespace is Tether's namespace in the host.
-const TetherNamespace = "tether-system"
+const TetherNamespace = api.DefaultNamespace
 
 func createCluster(ctx context.Context, cfg Config, st *State, c Cluster, host bool, logFile string) error {
 	conf, err := renderKwokctlConfig(cfg.Tools, host, cfg.DisableQPSLimits, cfg.NoMetricsServer, filepath.Join(cfg.Dir, pkiDir),
@@ -221,7 +223,7 @@ func createCluster(ctx context.Context, cfg Config, st *State, c Cluster, host b
 		return fmt.Errorf("step create cluster %s failed, see %s: %w", c.Name, logPath, err)
 	}
 	src := filepath.Join(cfg.Dir, kwokDir, "clusters", c.KwokName, "kubeconfig.yaml")
-	if err := writeKubeconfig(src, c.Kubeconfig, "tether-"+c.Name); err != nil {
+	if err := writeKubeconfig(src, c.Kubeconfig, "tether-"+c.Name); err != nil { // the kubeconfig context name
 		return fmt.Errorf("step kubeconfig of %s: %w", c.Name, err)
 	}
 	return nil

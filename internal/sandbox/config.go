@@ -2,7 +2,7 @@
 // cluster and N member clusters, offline, with kwokctl's binary runtime and control-plane binaries built from their
 // Go modules (see tools.go). Members get fake kwok nodes; the host gets none and runs no kwok controller, because
 // its nodes are Tether's virtual nodes.
-package harness
+package sandbox
 
 import (
 	"errors"

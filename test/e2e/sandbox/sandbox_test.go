@@ -1,6 +1,6 @@
 // Package harness_test proves the local control planes: members run workloads on kwok nodes, kwok serves logs and
 // exec through the member apiservers to the real kubectl, and the host has no nodes of its own.
-package harness_test
+package sandbox_test
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/tetherkube/tether/internal/sandbox"
 	"github.com/tetherkube/tether/test/e2e/framework"
-	"github.com/tetherkube/tether/test/harness"
 )
 
 var env *framework.Env
@@ -101,11 +101,11 @@ func testMember(t *testing.T, m *framework.Cluster) {
 
 	t.Run("logs", func(t *testing.T) {
 		got := m.MustKubectl(t, nil, "logs", "-n", ns, pod, "-c", "app")
-		if want := strings.Join(harness.LogLines, "\n") + "\n"; got != want {
+		if want := strings.Join(sandbox.LogLines, "\n") + "\n"; got != want {
 			t.Errorf("kubectl logs printed %q, want %q", got, want)
 		}
 		got = m.MustKubectl(t, nil, "logs", "-n", ns, "deploy/demo", "-c", "sidecar", "--tail", "1")
-		if want := harness.LogLines[len(harness.LogLines)-1] + "\n"; got != want {
+		if want := sandbox.LogLines[len(sandbox.LogLines)-1] + "\n"; got != want {
 			t.Errorf("kubectl logs --tail 1 printed %q, want %q", got, want)
 		}
 	})
