@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/provider/forge"
 )
 
@@ -81,7 +82,7 @@ func (m *Member) ensureNamespace(ctx context.Context, name string) error {
 		return nil
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-		forge.LabelManagedBy: forge.ManagedByTether, forge.LabelHostCluster: m.cfg.ClusterID,
+		api.LabelManagedBy: api.ManagedByTether, api.LabelHostCluster: m.cfg.ClusterID,
 	}}}
 	_, err := m.cfg.MemberClient.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -98,7 +99,7 @@ func (m *Member) copyMeta(src metav1.Object) metav1.ObjectMeta {
 	}
 	maps.Copy(labels, m.owner.Labels())
 	return metav1.ObjectMeta{Name: src.GetName(), Namespace: src.GetNamespace(), Labels: labels,
-		Annotations: map[string]string{forge.AnnotationHostUID: string(src.GetUID())}}
+		Annotations: map[string]string{api.AnnotationHostUID: string(src.GetUID())}}
 }
 
 func (m *Member) ensureServiceAccount(ctx context.Context, host *corev1.Pod, name string) error {
@@ -121,7 +122,7 @@ func (m *Member) ensureConfigMap(ctx context.Context, host *corev1.Pod, src *cor
 	have, err := m.configMaps.ConfigMaps(src.Namespace).Get(src.Name)
 	if err == nil {
 		if equality.Semantic.DeepEqual(have.Data, want.Data) && equality.Semantic.DeepEqual(have.BinaryData, want.BinaryData) &&
-			have.Annotations[forge.AnnotationHostUID] == string(src.UID) {
+			have.Annotations[api.AnnotationHostUID] == string(src.UID) {
 			return nil
 		}
 		up := have.DeepCopy()
@@ -139,7 +140,7 @@ func (m *Member) ensureSecret(ctx context.Context, host *corev1.Pod, src *corev1
 	want := &corev1.Secret{ObjectMeta: m.copyMeta(src), Data: src.Data, Type: src.Type, Immutable: src.Immutable}
 	have, err := m.secrets.Secrets(src.Namespace).Get(src.Name)
 	if err == nil {
-		if equality.Semantic.DeepEqual(have.Data, want.Data) && have.Annotations[forge.AnnotationHostUID] == string(src.UID) {
+		if equality.Semantic.DeepEqual(have.Data, want.Data) && have.Annotations[api.AnnotationHostUID] == string(src.UID) {
 			return nil
 		}
 		up := have.DeepCopy()

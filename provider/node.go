@@ -12,15 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/provider/forge"
-)
-
-// Node conditions' reasons.
-const (
-	ReasonMemberReady       = "MemberReady"
-	ReasonMemberUnreachable = "MemberUnreachable"
-	ReasonNoUsableNodes     = "NoUsableNodes"
-	ReasonMemberSyncing     = "MemberSyncing"
 )
 
 // Node is the virtual node as registered at start: labels, taint and a status that says the member is not known
@@ -28,17 +21,12 @@ const (
 func (m *Member) Node() *corev1.Node {
 	n := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: m.cfg.NodeName,
-			Labels: map[string]string{
-				forge.NodeTypeKey:        forge.NodeType,
-				"kubernetes.io/role":     "agent",
-				"kubernetes.io/hostname": m.cfg.NodeName,
-				forge.LabelMember:        m.cfg.Member,
-			},
+			Name:   m.cfg.NodeName,
+			Labels: api.NodeLabels(m.cfg.Member, m.cfg.NodeName),
 		},
-		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: forge.TaintKey, Value: forge.TaintValue, Effect: corev1.TaintEffectNoSchedule}}},
+		Spec: corev1.NodeSpec{Taints: []corev1.Taint{api.Taint()}},
 	}
-	n.Status = m.nodeStatus(nil, ReasonMemberSyncing, "waiting for the member's caches", forge.Capacity{})
+	n.Status = m.nodeStatus(nil, api.ReasonMemberSyncing, "waiting for the member's caches", forge.Capacity{})
 	return n
 }
 
@@ -97,7 +85,7 @@ func (m *Member) RunNode(ctx context.Context) {
 func (m *Member) probe(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.HealthTimeout)
 	defer cancel()
-	_, err := m.cfg.MemberClient.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	err := m.cfg.Probe(ctx)
 	was := m.reachable.Load()
 	if err != nil {
 		msg := err.Error()
@@ -123,24 +111,24 @@ func (m *Member) currentNode() *corev1.Node {
 	for _, s := range m.synced {
 		synced = synced && s()
 	}
-	reason, msg := ReasonMemberSyncing, "waiting for the member's caches"
+	reason, msg := api.ReasonMemberSyncing, "waiting for the member's caches"
 	if synced {
 		nodes, _ := m.nodes.List(labels.Everything()) // listers do not fail
 		pods, _ := m.pods.List(labels.Everything())
 		capacity = forge.ComputeCapacity(nodes, pods, m.owner)
-		reason = ReasonMemberReady
+		reason = api.ReasonMemberReady
 		msg = fmt.Sprintf("%d usable member nodes: %s", len(capacity.UsableNodes), strings.Join(capacity.UsableNodes, ", "))
 		if len(capacity.UsableNodes) == 0 {
-			reason, msg = ReasonNoUsableNodes, fmt.Sprintf("none of the member's %d nodes is Ready, schedulable and untainted", len(nodes))
+			reason, msg = api.ReasonNoUsableNodes, fmt.Sprintf("none of the member's %d nodes is Ready, schedulable and untainted", len(nodes))
 		}
 		if capacity.OS != "" {
 			n.Labels["kubernetes.io/os"] = capacity.OS
 			n.Labels["kubernetes.io/arch"] = capacity.Arch
 		}
-		n.Annotations = map[string]string{forge.AnnotationFragments: capacity.Fragments.Encode()}
+		n.Annotations = map[string]string{api.AnnotationFragments: capacity.Fragments.Encode()}
 	}
 	if !m.reachable.Load() {
-		reason, msg = ReasonMemberUnreachable, "member apiserver does not answer /readyz"
+		reason, msg = api.ReasonMemberUnreachable, "member apiserver does not answer /readyz"
 		if e := m.health.Load(); e != nil {
 			msg += ": " + *e
 		}
@@ -151,7 +139,7 @@ func (m *Member) currentNode() *corev1.Node {
 
 func (m *Member) nodeStatus(allocatable corev1.ResourceList, reason, msg string, c forge.Capacity) corev1.NodeStatus {
 	ready := corev1.ConditionFalse
-	if reason == ReasonMemberReady {
+	if reason == api.ReasonMemberReady {
 		ready = corev1.ConditionTrue
 	}
 	if allocatable == nil {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/provider/forge"
 )
 
@@ -64,7 +65,7 @@ func (m *Member) reconcileExisting(ctx context.Context, host, existing *corev1.P
 		msg := fmt.Sprintf("member %s already has pod %s that Tether does not own; it is left untouched", m.cfg.Member, key)
 		m.cfg.Recorder.Event(host, corev1.EventTypeWarning, ReasonNameConflict, msg)
 		return fmt.Errorf("%s", msg)
-	case existing.Annotations[forge.AnnotationHostUID] == string(host.UID):
+	case existing.Annotations[api.AnnotationHostUID] == string(host.UID):
 		return nil // adopted
 	default:
 		// A copy of an earlier host pod of the same name (a StatefulSet's, say): remove it, then create anew.
@@ -89,7 +90,7 @@ func (m *Member) DeletePod(ctx context.Context, host *corev1.Pod) error {
 	if err != nil {
 		return err
 	}
-	if !m.owner.Owns(member) || member.Annotations[forge.AnnotationHostUID] != string(host.UID) {
+	if !m.owner.Owns(member) || member.Annotations[api.AnnotationHostUID] != string(host.UID) {
 		return errdefs.NotFoundf("no member pod of %s/%s (uid %s)", host.Namespace, host.Name, host.UID)
 	}
 	return m.deleteMemberPod(ctx, member, host.DeletionGracePeriodSeconds)
@@ -127,9 +128,9 @@ func (m *Member) GetPod(_ context.Context, namespace, name string) (*corev1.Pod,
 
 func (m *Member) hostView(member *corev1.Pod) *corev1.Pod {
 	host, err := m.cfg.HostPods.Pods(member.Namespace).Get(member.Name)
-	if err != nil || string(host.UID) != member.Annotations[forge.AnnotationHostUID] {
+	if err != nil || string(host.UID) != member.Annotations[api.AnnotationHostUID] {
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-			Namespace: member.Namespace, Name: member.Name, UID: types.UID(member.Annotations[forge.AnnotationHostUID]),
+			Namespace: member.Namespace, Name: member.Name, UID: types.UID(member.Annotations[api.AnnotationHostUID]),
 		}, Status: member.Status}
 	}
 	out := host.DeepCopy()
@@ -195,7 +196,7 @@ func (m *Member) onMemberPod(old, obj any) {
 		return
 	}
 	host, err := m.cfg.HostPods.Pods(pod.Namespace).Get(pod.Name)
-	if err != nil || string(host.UID) != pod.Annotations[forge.AnnotationHostUID] {
+	if err != nil || string(host.UID) != pod.Annotations[api.AnnotationHostUID] {
 		// The host pod is gone (or replaced): the pod controller deletes dangling member pods it learns about
 		// through GetPods at start; between starts, delete here, UID-checked.
 		if apierrors.IsNotFound(err) || err == nil {
@@ -229,7 +230,7 @@ func (m *Member) onMemberPodDeleted(obj any) {
 		return
 	}
 	host, err := m.cfg.HostPods.Pods(pod.Namespace).Get(pod.Name)
-	if err != nil || string(host.UID) != pod.Annotations[forge.AnnotationHostUID] {
+	if err != nil || string(host.UID) != pod.Annotations[api.AnnotationHostUID] {
 		return
 	}
 	if host.DeletionTimestamp != nil {

@@ -18,7 +18,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	resourcehelper "k8s.io/component-helpers/resource"
 
-	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/api"
 )
 
 // newTestMember is a Member over fake clientsets, its caches synced with the given objects.
@@ -39,7 +39,7 @@ func newTestMember(t *testing.T, hostPods []*corev1.Pod, memberObjs ...*corev1.P
 	hf := informers.NewSharedInformerFactory(host, 0)
 	rec := record.NewFakeRecorder(10)
 	m, err := New(Config{
-		Member: "m1", NodeName: "tether-m1", ClusterID: "host-1", HostLevel: forge.DefaultHostLevel(),
+		Member: "m1", NodeName: "tether-m1", ClusterID: "host-1", HostLevel: api.DefaultHostLevel(),
 		MemberClient: member, HostClient: host,
 		HostPods: hf.Core().V1().Pods().Lister(), HostConfigMaps: hf.Core().V1().ConfigMaps().Lister(),
 		HostSecrets: hf.Core().V1().Secrets().Lister(), HostSAs: hf.Core().V1().ServiceAccounts().Lister(),
@@ -69,7 +69,7 @@ func hostPod(uid string) *corev1.Pod {
 
 func memberPod(labels map[string]string, hostUID string) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "member-uid", Labels: labels,
-		Annotations: map[string]string{forge.AnnotationHostUID: hostUID}}}
+		Annotations: map[string]string{api.AnnotationHostUID: hostUID}}}
 }
 
 func writes(c *fake.Clientset) []k8stesting.Action {
@@ -99,7 +99,7 @@ func TestCreatePodNameConflict(t *testing.T) {
 
 func TestCreatePodAdoptsOwnCopy(t *testing.T) {
 	host := hostPod("1")
-	owner := forge.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
+	owner := api.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
 	m, member, _ := newTestMember(t, []*corev1.Pod{host}, memberPod(owner.Labels(), string(host.UID)))
 	if err := m.CreatePod(t.Context(), host); err != nil {
 		t.Fatal(err)
@@ -111,7 +111,7 @@ func TestCreatePodAdoptsOwnCopy(t *testing.T) {
 
 func TestDeletePodLeavesOthersAlone(t *testing.T) {
 	host := hostPod("1")
-	otherHost := forge.Owner{ClusterID: "host-2", NodeName: "tether-m1"}
+	otherHost := api.Owner{ClusterID: "host-2", NodeName: "tether-m1"}
 	m, member, _ := newTestMember(t, []*corev1.Pod{host}, memberPod(otherHost.Labels(), string(host.UID)))
 	if err := m.DeletePod(t.Context(), host); !errdefs.IsNotFound(err) {
 		t.Errorf("err = %v, want NotFound", err)
@@ -125,7 +125,7 @@ func TestDeletePodUsesUIDPrecondition(t *testing.T) {
 	host := hostPod("1")
 	host.DeletionGracePeriodSeconds = new(int64)
 	*host.DeletionGracePeriodSeconds = 7
-	owner := forge.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
+	owner := api.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
 	m, member, _ := newTestMember(t, []*corev1.Pod{host}, memberPod(owner.Labels(), string(host.UID)))
 	if err := m.DeletePod(t.Context(), host); err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestDeletePodUsesUIDPrecondition(t *testing.T) {
 }
 
 func TestStatusOfUnscheduledMemberPod(t *testing.T) {
-	owner := forge.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
+	owner := api.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
 	scheduled := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}
 	unschedulable := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}
 	tests := []struct {
@@ -202,7 +202,7 @@ func TestTrimForCache(t *testing.T) {
 
 func TestTrimMemberCacheKeepsWhatTetherReads(t *testing.T) {
 	p := hostPod("1")
-	p.Labels = map[string]string{forge.LabelManagedBy: forge.ManagedByTether}
+	p.Labels = map[string]string{api.LabelManagedBy: api.ManagedByTether}
 	p.Spec.Volumes = []corev1.Volume{{Name: "kube-api-access-x"}}
 	p.Spec.Tolerations = []corev1.Toleration{{Key: "k"}}
 	p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")}
@@ -220,7 +220,7 @@ func TestTrimMemberCacheKeepsWhatTetherReads(t *testing.T) {
 	if got.Spec.Volumes != nil || got.Spec.Tolerations != nil || got.Spec.Containers[0].VolumeMounts != nil || got.Spec.Containers[0].Image != "" {
 		t.Errorf("spec not trimmed: %+v", got.Spec)
 	}
-	if got.Spec.NodeName != "tether-m1" || got.Labels[forge.LabelManagedBy] != forge.ManagedByTether || got.Status.Phase != corev1.PodRunning {
+	if got.Spec.NodeName != "tether-m1" || got.Labels[api.LabelManagedBy] != api.ManagedByTether || got.Status.Phase != corev1.PodRunning {
 		t.Errorf("lost what Tether reads: %+v", got)
 	}
 	if after := resourcehelper.PodRequests(got, resourcehelper.PodResourcesOptions{}); !equality.Semantic.DeepEqual(before, after) {

@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/tetherkube/tether/api"
 )
 
 // WebhookName is the name of the one webhook in the configuration.
@@ -46,7 +48,7 @@ func Configuration(o ConfigurationOptions, caBundle []byte) *admissionregistrati
 		cc.Service = o.Service.DeepCopy()
 	}
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: o.Name, Labels: map[string]string{"app.kubernetes.io/managed-by": "tether-webhook"}},
+		ObjectMeta: metav1.ObjectMeta{Name: o.Name, Labels: api.ManagedLabels()},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:                    WebhookName,
 			ClientConfig:            cc,
@@ -70,10 +72,10 @@ func Configuration(o ConfigurationOptions, caBundle []byte) *admissionregistrati
 // EnsureConfiguration creates the configuration or updates it when it differs from what it should be.
 func EnsureConfiguration(ctx context.Context, client kubernetes.Interface, o ConfigurationOptions, caBundle []byte) error {
 	want := Configuration(o, caBundle)
-	api := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	have, err := api.Get(ctx, o.Name, metav1.GetOptions{})
+	configs := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	have, err := configs.Get(ctx, o.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		if _, err := api.Create(ctx, want, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if _, err := configs.Create(ctx, want, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create MutatingWebhookConfiguration %s: %w", o.Name, err)
 		}
 		return nil
@@ -90,8 +92,8 @@ func EnsureConfiguration(ctx context.Context, client kubernetes.Interface, o Con
 	if up.Labels == nil {
 		up.Labels = map[string]string{}
 	}
-	up.Labels["app.kubernetes.io/managed-by"] = "tether-webhook"
-	if _, err := api.Update(ctx, up, metav1.UpdateOptions{}); err != nil {
+	up.Labels[api.LabelManagedBy] = api.ManagedByTether
+	if _, err := configs.Update(ctx, up, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("update MutatingWebhookConfiguration %s: %w", o.Name, err)
 	}
 	return nil

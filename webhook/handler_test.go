@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/api"
 )
 
 func review(t *testing.T, h *Handler, op admissionv1.Operation, ns string, pod *corev1.Pod) *admissionv1.AdmissionResponse {
@@ -48,14 +48,14 @@ func TestHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp := review(t, h, admissionv1.Create, "shop", makePod(nodeSelector("disktype", "ssd")))
-	if !resp.Allowed || resp.PatchType == nil || !strings.Contains(string(resp.Patch), forge.AnnotationScheduling) {
+	if !resp.Allowed || resp.PatchType == nil || !strings.Contains(string(resp.Patch), api.AnnotationScheduling) {
 		t.Errorf("create: allowed %v patch %s", resp.Allowed, resp.Patch)
 	}
 	if resp := review(t, h, admissionv1.Create, "kube-system", makePod(nodeSelector("disktype", "ssd"))); !resp.Allowed || resp.Patch != nil {
 		t.Errorf("kube-system pod was patched: %s", resp.Patch)
 	}
-	bad := makePod(func(p *corev1.Pod) { p.Annotations = map[string]string{forge.AnnotationScheduling: "nope"} })
-	if resp := review(t, h, admissionv1.Create, "shop", bad); resp.Allowed || !strings.Contains(resp.Result.Message, forge.AnnotationScheduling) {
+	bad := makePod(func(p *corev1.Pod) { p.Annotations = map[string]string{api.AnnotationScheduling: "nope"} })
+	if resp := review(t, h, admissionv1.Create, "shop", bad); resp.Allowed || !strings.Contains(resp.Result.Message, api.AnnotationScheduling) {
 		t.Errorf("malformed: allowed %v result %+v", resp.Allowed, resp.Result)
 	}
 	if resp := review(t, h, admissionv1.Delete, "shop", makePod()); !resp.Allowed || resp.Patch != nil {

@@ -9,12 +9,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/api"
 )
 
 // Options shape the mutation.
 type Options struct {
-	HostLevel forge.HostLevel
+	HostLevel api.HostLevel
 	// TolerationSeconds is how long an offloaded pod tolerates its virtual node being not-ready or unreachable,
 	// so that a short member outage does not evict everything.
 	TolerationSeconds int64
@@ -22,7 +22,7 @@ type Options struct {
 
 // DefaultOptions are the flags' defaults.
 func DefaultOptions() Options {
-	return Options{HostLevel: forge.DefaultHostLevel(), TolerationSeconds: 300}
+	return Options{HostLevel: api.DefaultHostLevel(), TolerationSeconds: 300}
 }
 
 // Skip tells pods the webhook leaves alone whatever their namespace: DaemonSet pods (one per node, virtual nodes
@@ -44,8 +44,8 @@ func Skip(pod *corev1.Pod) (bool, string) {
 // error, and the pod must be denied.
 func Mutate(in *corev1.Pod, o Options) (*corev1.Pod, error) {
 	pod := in.DeepCopy()
-	if raw, ok := pod.Annotations[forge.AnnotationScheduling]; ok {
-		if _, err := forge.ParseScheduling(raw); err != nil {
+	if raw, ok := pod.Annotations[api.AnnotationScheduling]; ok {
+		if _, err := api.ParseScheduling(raw); err != nil {
 			return nil, err
 		}
 	} else {
@@ -53,14 +53,14 @@ func Mutate(in *corev1.Pod, o Options) (*corev1.Pod, error) {
 		// or the same pod submitted again) changes nothing.
 		enc, err := park(&pod.Spec, o.HostLevel).Encode()
 		if err != nil {
-			return nil, fmt.Errorf("encode %s: %w", forge.AnnotationScheduling, err)
+			return nil, fmt.Errorf("encode %s: %w", api.AnnotationScheduling, err)
 		}
 		if pod.Annotations == nil {
 			pod.Annotations = map[string]string{}
 		}
-		pod.Annotations[forge.AnnotationScheduling] = enc
+		pod.Annotations[api.AnnotationScheduling] = enc
 	}
-	for _, t := range o.tolerations() {
+	for _, t := range api.Tolerations(o.TolerationSeconds) {
 		if !slices.ContainsFunc(pod.Spec.Tolerations, func(have corev1.Toleration) bool {
 			return have.MatchToleration(&t) && equalSeconds(have.TolerationSeconds, t.TolerationSeconds)
 		}) {
@@ -70,23 +70,13 @@ func Mutate(in *corev1.Pod, o Options) (*corev1.Pod, error) {
 	return pod, nil
 }
 
-// tolerations every offloaded pod gets: the virtual-node taint, and not-ready/unreachable for a while.
-func (o Options) tolerations() []corev1.Toleration {
-	secs := o.TolerationSeconds
-	return []corev1.Toleration{
-		{Key: forge.TaintKey, Operator: corev1.TolerationOpEqual, Value: forge.TaintValue, Effect: corev1.TaintEffectNoSchedule},
-		{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &secs},
-		{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &secs},
-	}
-}
-
 func equalSeconds(a, b *int64) bool {
 	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
 }
 
 // park moves what speaks of member nodes out of spec and returns it.
-func park(spec *corev1.PodSpec, h forge.HostLevel) *forge.Scheduling {
-	out := &forge.Scheduling{}
+func park(spec *corev1.PodSpec, h api.HostLevel) *api.Scheduling {
+	out := &api.Scheduling{}
 	for k, v := range spec.NodeSelector {
 		if !h.IsHostLevel(k, []string{v}) {
 			if out.NodeSelector == nil {
@@ -142,7 +132,7 @@ func park(spec *corev1.PodSpec, h forge.HostLevel) *forge.Scheduling {
 
 // splitNodeAffinity splits every term into its host-level requirements (kept) and the rest (parked). Terms are
 // ORed: a term split in two loses the link between its halves, which is the price of choosing the member first.
-func splitNodeAffinity(na *corev1.NodeAffinity, h forge.HostLevel) (keep, parked *corev1.NodeAffinity) {
+func splitNodeAffinity(na *corev1.NodeAffinity, h api.HostLevel) (keep, parked *corev1.NodeAffinity) {
 	keep, parked = &corev1.NodeAffinity{}, &corev1.NodeAffinity{}
 	if req := na.RequiredDuringSchedulingIgnoredDuringExecution; req != nil {
 		var k, p []corev1.NodeSelectorTerm
@@ -182,16 +172,16 @@ func splitNodeAffinity(na *corev1.NodeAffinity, h forge.HostLevel) (keep, parked
 	return keep, parked
 }
 
-func splitTerm(t corev1.NodeSelectorTerm, h forge.HostLevel) (keep, parked corev1.NodeSelectorTerm) {
+func splitTerm(t corev1.NodeSelectorTerm, h api.HostLevel) (keep, parked corev1.NodeSelectorTerm) {
 	for _, r := range t.MatchExpressions {
-		if h.IsHostLevel(r.Key, r.Values) {
+		if h.IsHostLevelExpression(r) {
 			keep.MatchExpressions = append(keep.MatchExpressions, r)
 		} else {
 			parked.MatchExpressions = append(parked.MatchExpressions, r)
 		}
 	}
 	for _, r := range t.MatchFields {
-		if r.Key == "metadata.name" && h.IsHostLevel("kubernetes.io/hostname", r.Values) {
+		if h.IsHostLevelField(r) {
 			keep.MatchFields = append(keep.MatchFields, r)
 		} else {
 			parked.MatchFields = append(parked.MatchFields, r)
@@ -204,7 +194,7 @@ func emptyTerm(t corev1.NodeSelectorTerm) bool {
 	return len(t.MatchExpressions) == 0 && len(t.MatchFields) == 0
 }
 
-func splitPodTerms[T any](terms []T, h forge.HostLevel, key func(T) string) (keep, parked []T) {
+func splitPodTerms[T any](terms []T, h api.HostLevel, key func(T) string) (keep, parked []T) {
 	for _, t := range terms {
 		if h.IsHostLevelTopologyKey(key(t)) {
 			keep = append(keep, t)
@@ -233,11 +223,11 @@ func podAntiAffinity(req []corev1.PodAffinityTerm, pref []corev1.WeightedPodAffi
 // and a manifest applied again (kubectl apply) must not bring back what was parked. Tolerations the update adds
 // that are neither on the pod nor parked are kept: adding tolerations is the one change Kubernetes allows.
 func MutateUpdate(old, in *corev1.Pod) *corev1.Pod {
-	raw, ok := old.Annotations[forge.AnnotationScheduling]
+	raw, ok := old.Annotations[api.AnnotationScheduling]
 	if !ok {
 		return in
 	}
-	parkedFields, err := forge.ParseScheduling(raw)
+	parkedFields, err := api.ParseScheduling(raw)
 	if err != nil {
 		return in
 	}
@@ -245,7 +235,7 @@ func MutateUpdate(old, in *corev1.Pod) *corev1.Pod {
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
-	pod.Annotations[forge.AnnotationScheduling] = raw
+	pod.Annotations[api.AnnotationScheduling] = raw
 	pod.Spec.NodeSelector = old.Spec.NodeSelector
 	pod.Spec.Affinity = old.Spec.Affinity
 	pod.Spec.TopologySpreadConstraints = old.Spec.TopologySpreadConstraints

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/provider/forge"
 )
 
@@ -80,13 +81,13 @@ func spread(key string) podOpt {
 	}
 }
 
-func parked(t *testing.T, p *corev1.Pod) *forge.Scheduling {
+func parked(t *testing.T, p *corev1.Pod) *api.Scheduling {
 	t.Helper()
-	raw, ok := p.Annotations[forge.AnnotationScheduling]
+	raw, ok := p.Annotations[api.AnnotationScheduling]
 	if !ok {
 		return nil
 	}
-	s, err := forge.ParseScheduling(raw)
+	s, err := api.ParseScheduling(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,46 +96,46 @@ func parked(t *testing.T, p *corev1.Pod) *forge.Scheduling {
 
 func TestMutate(t *testing.T) {
 	opts := DefaultOptions()
-	added := opts.tolerations()
+	added := api.Tolerations(opts.TolerationSeconds)
 	tests := []struct {
 		name         string
 		pod          *corev1.Pod
 		wantSelector map[string]string
 		wantAffinity *corev1.Affinity
 		wantSpread   []string // topology keys kept
-		wantParked   *forge.Scheduling
+		wantParked   *api.Scheduling
 	}{{
 		name:         "nodeSelector split: host-level keys stay",
-		pod:          makePod(nodeSelector("disktype", "ssd", forge.LabelMember, "m2")),
-		wantSelector: map[string]string{forge.LabelMember: "m2"},
-		wantParked:   &forge.Scheduling{NodeSelector: map[string]string{"disktype": "ssd"}},
+		pod:          makePod(nodeSelector("disktype", "ssd", api.LabelMember, "m2")),
+		wantSelector: map[string]string{api.LabelMember: "m2"},
+		wantParked:   &api.Scheduling{NodeSelector: map[string]string{"disktype": "ssd"}},
 	}, {
 		name:       "tolerations are parked",
 		pod:        makePod(toleration("dedicated")),
-		wantParked: &forge.Scheduling{Tolerations: []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}},
+		wantParked: &api.Scheduling{Tolerations: []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}},
 	}, {
 		name: "node affinity: host-level requirements stay, the rest is parked",
-		pod:  makePod(requiredTerms([]corev1.NodeSelectorRequirement{req(forge.LabelMember, "m1"), req("topology.kubernetes.io/zone", "a")})),
+		pod:  makePod(requiredTerms([]corev1.NodeSelectorRequirement{req(api.LabelMember, "m1"), req("topology.kubernetes.io/zone", "a")})),
 		wantAffinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
-			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{req(forge.LabelMember, "m1")}}}}}},
-		wantParked: &forge.Scheduling{Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{req(api.LabelMember, "m1")}}}}}},
+		wantParked: &api.Scheduling{Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
 			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{req("topology.kubernetes.io/zone", "a")}}}}}}},
 	}, {
 		name: "pod anti-affinity on a member key stays; on hostname is parked",
-		pod:  makePod(antiAffinity(forge.LabelMember, "kubernetes.io/hostname")),
+		pod:  makePod(antiAffinity(api.LabelMember, "kubernetes.io/hostname")),
 		wantAffinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{
-			{TopologyKey: forge.LabelMember, LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}}}}},
-		wantParked: &forge.Scheduling{Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{
+			{TopologyKey: api.LabelMember, LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}}}}},
+		wantParked: &api.Scheduling{Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{
 			{TopologyKey: "kubernetes.io/hostname", LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}}}}}},
 	}, {
 		name:       "topology spread: member key stays, zone is parked",
-		pod:        makePod(spread(forge.LabelMember), spread("topology.kubernetes.io/zone")),
-		wantSpread: []string{forge.LabelMember},
-		wantParked: &forge.Scheduling{TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "topology.kubernetes.io/zone", WhenUnsatisfiable: corev1.DoNotSchedule}}},
+		pod:        makePod(spread(api.LabelMember), spread("topology.kubernetes.io/zone")),
+		wantSpread: []string{api.LabelMember},
+		wantParked: &api.Scheduling{TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "topology.kubernetes.io/zone", WhenUnsatisfiable: corev1.DoNotSchedule}}},
 	}, {
 		name:       "nothing to park: an empty annotation marks the pod as done",
 		pod:        makePod(),
-		wantParked: &forge.Scheduling{},
+		wantParked: &api.Scheduling{},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -213,16 +214,16 @@ func applyPatch(t *testing.T, in, want *corev1.Pod) {
 func TestMutateKeepsValidAnnotationAndRejectsMalformed(t *testing.T) {
 	valid := `{"nodeSelector":{"disktype":"ssd"}}`
 	got, err := Mutate(makePod(nodeSelector("zone", "a"), func(p *corev1.Pod) {
-		p.Annotations = map[string]string{forge.AnnotationScheduling: valid}
+		p.Annotations = map[string]string{api.AnnotationScheduling: valid}
 	}), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Annotations[forge.AnnotationScheduling] != valid || got.Spec.NodeSelector["zone"] != "a" {
+	if got.Annotations[api.AnnotationScheduling] != valid || got.Spec.NodeSelector["zone"] != "a" {
 		t.Errorf("an existing valid annotation must be kept as it is: %v %v", got.Annotations, got.Spec.NodeSelector)
 	}
-	_, err = Mutate(makePod(func(p *corev1.Pod) { p.Annotations = map[string]string{forge.AnnotationScheduling: "{"} }), DefaultOptions())
-	if err == nil || !strings.Contains(err.Error(), forge.AnnotationScheduling) {
+	_, err = Mutate(makePod(func(p *corev1.Pod) { p.Annotations = map[string]string{api.AnnotationScheduling: "{"} }), DefaultOptions())
+	if err == nil || !strings.Contains(err.Error(), api.AnnotationScheduling) {
 		t.Errorf("err = %v, want one naming the annotation", err)
 	}
 }

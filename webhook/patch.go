@@ -6,7 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 
-	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/api"
 )
 
 // PatchOp is one JSON patch (RFC 6902) operation.
@@ -31,12 +31,12 @@ func Patch(in, out *corev1.Pod) []PatchOp {
 			ops = append(ops, PatchOp{Op: "replace", Path: path, Value: value})
 		}
 	}
-	if v, ok := out.Annotations[forge.AnnotationScheduling]; ok && in.Annotations[forge.AnnotationScheduling] != v {
+	if v, ok := out.Annotations[api.AnnotationScheduling]; ok && in.Annotations[api.AnnotationScheduling] != v {
 		if in.Annotations == nil {
-			ops = append(ops, PatchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{forge.AnnotationScheduling: v}})
+			ops = append(ops, PatchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{api.AnnotationScheduling: v}})
 		} else {
-			_, had := in.Annotations[forge.AnnotationScheduling]
-			field("/metadata/annotations/"+escape(forge.AnnotationScheduling), had, true, false, v)
+			_, had := in.Annotations[api.AnnotationScheduling]
+			field("/metadata/annotations/"+escape(api.AnnotationScheduling), had, true, false, v)
 		}
 	}
 	a, b := &in.Spec, &out.Spec

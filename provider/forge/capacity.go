@@ -1,13 +1,14 @@
 package forge
 
 import (
-	"encoding/json"
 	"maps"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	resourcehelper "k8s.io/component-helpers/resource"
+
+	"github.com/tetherkube/tether/api"
 )
 
 // Capacity is what a virtual node offers the host scheduler.
@@ -16,32 +17,11 @@ type Capacity struct {
 	// Tether did not create (the host scheduler already counts ours). Never negative.
 	Allocatable corev1.ResourceList
 	// Fragments is the fragmentation digest.
-	Fragments Fragments
+	Fragments api.Fragments
 	// UsableNodes names the member nodes counted.
 	UsableNodes []string
 	// OS and Arch are the most common ones among usable nodes (empty when there are none).
 	OS, Arch string
-}
-
-// Fragments is the content of AnnotationFragments: per resource, the largest free amount on one usable member node
-// (allocatable minus the requests of every pod on it, Tether's included), and the number of usable nodes. A pod
-// that asks for more than LargestFree of some resource fits no member node, whatever Allocatable says.
-type Fragments struct {
-	UsableNodes int                 `json:"usableNodes"`
-	LargestFree corev1.ResourceList `json:"largestFree,omitempty"`
-}
-
-// Encode is the annotation value of f.
-func (f Fragments) Encode() string {
-	b, _ := json.Marshal(f) // a struct of a count and a quantity map always marshals
-	return string(b)
-}
-
-// ParseFragments decodes AnnotationFragments.
-func ParseFragments(s string) (Fragments, error) {
-	var f Fragments
-	err := json.Unmarshal([]byte(s), &f)
-	return f, err
 }
 
 // UsableNode reports whether a member node can take new pods: Ready, schedulable, no NoSchedule or NoExecute taint.
@@ -63,7 +43,7 @@ func UsableNode(n *corev1.Node) bool {
 }
 
 // ComputeCapacity recomputes a virtual node's capacity from the member's nodes and pods, from scratch.
-func ComputeCapacity(nodes []*corev1.Node, pods []*corev1.Pod, owner Owner) Capacity {
+func ComputeCapacity(nodes []*corev1.Node, pods []*corev1.Pod, owner api.Owner) Capacity {
 	usable := map[string]corev1.ResourceList{} // node → free
 	var names []string
 	total := corev1.ResourceList{}
@@ -89,7 +69,7 @@ func ComputeCapacity(nodes []*corev1.Node, pods []*corev1.Pod, owner Owner) Capa
 			subtractFrom(total, req)
 		}
 	}
-	frag := Fragments{UsableNodes: len(names), LargestFree: corev1.ResourceList{}}
+	frag := api.Fragments{UsableNodes: len(names), LargestFree: corev1.ResourceList{}}
 	for _, free := range usable {
 		for name, q := range free {
 			if cur, ok := frag.LargestFree[name]; !ok || q.Cmp(cur) > 0 {
@@ -98,7 +78,7 @@ func ComputeCapacity(nodes []*corev1.Node, pods []*corev1.Pod, owner Owner) Capa
 		}
 	}
 	slices.Sort(names)
-	return Capacity{Allocatable: clampZero(total), Fragments: Fragments{UsableNodes: frag.UsableNodes, LargestFree: clampZero(frag.LargestFree)},
+	return Capacity{Allocatable: clampZero(total), Fragments: api.Fragments{UsableNodes: frag.UsableNodes, LargestFree: clampZero(frag.LargestFree)},
 		UsableNodes: names, OS: mostCommon(osCount), Arch: mostCommon(archCount)}
 }
 

@@ -127,21 +127,6 @@ func TestComputeCapacity(t *testing.T) {
 	}
 }
 
-func TestFragmentsRoundTrip(t *testing.T) {
-	f := Fragments{UsableNodes: 2, LargestFree: rl("1500m", "2Gi", "7")}
-	s := f.Encode()
-	if s != `{"usableNodes":2,"largestFree":{"cpu":"1500m","memory":"2Gi","pods":"7"}}` {
-		t.Errorf("encoded %s", s)
-	}
-	back, err := ParseFragments(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if back.LargestFree.Cpu().MilliValue() != 1500 || back.UsableNodes != 2 {
-		t.Errorf("decoded %+v", back)
-	}
-}
-
 func TestPodStatus(t *testing.T) {
 	t0, t1 := metav1.Unix(100, 0), metav1.Unix(200, 0)
 	host := makePod(func(p *corev1.Pod) {

@@ -1,51 +1,20 @@
 package forge
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kjson "sigs.k8s.io/json"
+
+	"github.com/tetherkube/tether/api"
 )
-
-// Scheduling is the content of AnnotationScheduling: the fields the webhook parked so that the host scheduler only
-// chooses a member, restored on the member pod so that the member scheduler honours them.
-type Scheduling struct {
-	NodeSelector              map[string]string                 `json:"nodeSelector,omitempty"`
-	Affinity                  *corev1.Affinity                  `json:"affinity,omitempty"`
-	Tolerations               []corev1.Toleration               `json:"tolerations,omitempty"`
-	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
-}
-
-// ParseScheduling decodes AnnotationScheduling strictly, as the apiserver decodes objects: field names are
-// case-sensitive, and unknown or duplicate fields are errors.
-func ParseScheduling(s string) (*Scheduling, error) {
-	var out Scheduling
-	strict, err := kjson.UnmarshalStrict([]byte(s), &out, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
-	if err == nil && len(strict) > 0 {
-		err = errors.Join(strict...)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("annotation %s: %w", AnnotationScheduling, err)
-	}
-	return &out, nil
-}
-
-// Encode is the annotation value of s.
-func (s *Scheduling) Encode() (string, error) {
-	b, err := json.Marshal(s)
-	return string(b), err
-}
 
 // PodOptions are the inputs of Pod besides the host pod.
 type PodOptions struct {
-	Owner     Owner
-	HostLevel HostLevel
+	Owner     api.Owner
+	HostLevel api.HostLevel
 }
 
 // serviceAccountVolumePrefix names the projected token volume the host's ServiceAccount admission adds; the member
@@ -64,8 +33,8 @@ func Pod(host *corev1.Pod, opts PodOptions) (*corev1.Pod, error) {
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
-	delete(annotations, AnnotationScheduling)
-	annotations[AnnotationHostUID] = string(host.UID)
+	delete(annotations, api.AnnotationScheduling)
+	annotations[api.AnnotationHostUID] = string(host.UID)
 
 	member := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -89,14 +58,14 @@ func Pod(host *corev1.Pod, opts PodOptions) (*corev1.Pod, error) {
 	// Readiness gates are set by host controllers; the host pod keeps them (see PodStatus).
 	spec.ReadinessGates = nil
 	spec.EphemeralContainers = nil
-	spec.Tolerations = slices.DeleteFunc(spec.Tolerations, isVirtualNodeToleration)
+	spec.Tolerations = slices.DeleteFunc(spec.Tolerations, api.IsVirtualNodeToleration)
 	if len(spec.Tolerations) == 0 {
 		spec.Tolerations = nil
 	}
 	dropServiceAccountToken(spec)
 
-	if raw, ok := host.Annotations[AnnotationScheduling]; ok {
-		parked, err := ParseScheduling(raw)
+	if raw, ok := host.Annotations[api.AnnotationScheduling]; ok {
+		parked, err := api.ParseScheduling(raw)
 		if err != nil {
 			return nil, err
 		}
@@ -106,8 +75,6 @@ func Pod(host *corev1.Pod, opts PodOptions) (*corev1.Pod, error) {
 	}
 	return member, nil
 }
-
-func isVirtualNodeToleration(t corev1.Toleration) bool { return t.Key == TaintKey }
 
 // dropServiceAccountToken removes the host's projected ServiceAccount token volume and its mounts.
 func dropServiceAccountToken(spec *corev1.PodSpec) {
@@ -136,7 +103,7 @@ func dropServiceAccountToken(spec *corev1.PodSpec) {
 
 // restoreScheduling puts the parked fields back. What stayed on the host pod speaks only of virtual nodes, so the
 // parked fields replace it, except tolerations, which add up (the virtual-node one is already gone).
-func restoreScheduling(spec *corev1.PodSpec, parked *Scheduling) {
+func restoreScheduling(spec *corev1.PodSpec, parked *api.Scheduling) {
 	spec.NodeSelector = maps.Clone(parked.NodeSelector)
 	spec.Affinity = parked.Affinity.DeepCopy()
 	spec.TopologySpreadConstraints = slices.Clone(parked.TopologySpreadConstraints)
@@ -149,7 +116,7 @@ func restoreScheduling(spec *corev1.PodSpec, parked *Scheduling) {
 
 // dropHostLevelTerms removes, from a pod that did not pass the webhook, node-selection terms that no member node
 // can satisfy because they speak of virtual nodes; the host scheduler already honoured them.
-func dropHostLevelTerms(spec *corev1.PodSpec, h HostLevel) {
+func dropHostLevelTerms(spec *corev1.PodSpec, h api.HostLevel) {
 	for k, v := range spec.NodeSelector {
 		if h.IsHostLevel(k, []string{v}) {
 			delete(spec.NodeSelector, k)
@@ -198,17 +165,10 @@ func dropHostLevelTerms(spec *corev1.PodSpec, h HostLevel) {
 }
 
 // cutTerm removes host-level requirements from a term; emptied reports a term that had some and has none left.
-func cutTerm(t corev1.NodeSelectorTerm, h HostLevel) (corev1.NodeSelectorTerm, bool) {
+func cutTerm(t corev1.NodeSelectorTerm, h api.HostLevel) (corev1.NodeSelectorTerm, bool) {
 	before := len(t.MatchExpressions) + len(t.MatchFields)
-	t.MatchExpressions = slices.DeleteFunc(slices.Clone(t.MatchExpressions), func(r corev1.NodeSelectorRequirement) bool {
-		return h.IsHostLevel(r.Key, r.Values)
-	})
-	// metadata.name in matchFields names nodes: on a virtual node's name it is host-level.
-	t.MatchFields = slices.DeleteFunc(slices.Clone(t.MatchFields), func(r corev1.NodeSelectorRequirement) bool {
-		return r.Key == "metadata.name" && len(r.Values) > 0 && !slices.ContainsFunc(r.Values, func(v string) bool {
-			return !strings.HasPrefix(v, h.VirtualNodePrefix)
-		})
-	})
+	t.MatchExpressions = slices.DeleteFunc(slices.Clone(t.MatchExpressions), h.IsHostLevelExpression)
+	t.MatchFields = slices.DeleteFunc(slices.Clone(t.MatchFields), h.IsHostLevelField)
 	after := len(t.MatchExpressions) + len(t.MatchFields)
 	if len(t.MatchExpressions) == 0 {
 		t.MatchExpressions = nil

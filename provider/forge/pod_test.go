@@ -8,9 +8,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/tetherkube/tether/api"
 )
 
-var testOwner = Owner{ClusterID: "host-1", NodeName: "tether-m1"}
+var testOwner = api.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
 
 type podOpt func(*corev1.Pod)
 
@@ -22,7 +24,7 @@ func makePod(opts ...podOpt) *corev1.Pod {
 			NodeName:   "tether-m1",
 			Containers: []corev1.Container{{Name: "app", Image: "web:1"}},
 			Tolerations: []corev1.Toleration{
-				{Key: TaintKey, Operator: corev1.TolerationOpEqual, Value: TaintValue, Effect: corev1.TaintEffectNoSchedule},
+				{Key: api.TaintKey, Operator: corev1.TolerationOpEqual, Value: api.TaintValue, Effect: corev1.TaintEffectNoSchedule},
 			},
 		},
 		Status: corev1.PodStatus{Phase: corev1.PodPending},
@@ -85,14 +87,14 @@ func TestPodMetadataAndSpec(t *testing.T) {
 		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "kube-api-access-abcde", MountPath: "/var/run/secrets"}, {Name: "data", MountPath: "/data"}}
 		p.Status.Phase = corev1.PodRunning
 	})
-	got, err := Pod(host, PodOptions{Owner: testOwner, HostLevel: DefaultHostLevel()})
+	got, err := Pod(host, PodOptions{Owner: testOwner, HostLevel: api.DefaultHostLevel()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop",
-			Labels:      map[string]string{"app": "web", LabelManagedBy: ManagedByTether, LabelHostCluster: "host-1", LabelNode: "tether-m1"},
-			Annotations: map[string]string{AnnotationHostUID: "uid-1"}},
+			Labels:      map[string]string{"app": "web", api.LabelManagedBy: api.ManagedByTether, api.LabelHostCluster: "host-1", api.LabelNode: "tether-m1"},
+			Annotations: map[string]string{api.AnnotationHostUID: "uid-1"}},
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{Name: "app", Image: "web:1", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
 			Volumes:    []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
@@ -132,7 +134,7 @@ func TestPodSchedulingFields(t *testing.T) {
 		wantSelector: map[string]string{"disktype": "ssd"},
 	}, {
 		name:         "no annotation: host-level nodeSelector keys dropped",
-		host:         makePod(withNodeSelector("disktype", "ssd", LabelMember, "m1", "type", "virtual-kubelet", "kubernetes.io/hostname", "tether-m1")),
+		host:         makePod(withNodeSelector("disktype", "ssd", api.LabelMember, "m1", "type", "virtual-kubelet", "kubernetes.io/hostname", "tether-m1")),
 		wantSelector: map[string]string{"disktype": "ssd"},
 	}, {
 		name:         "no annotation: hostname of a member node is not host-level",
@@ -140,36 +142,36 @@ func TestPodSchedulingFields(t *testing.T) {
 		wantSelector: map[string]string{"kubernetes.io/hostname": "m1-node-0"},
 	}, {
 		name: "no annotation: host-level expressions cut from a term, others kept",
-		host: makePod(withRequiredTerms(term(in(LabelMember, "m1"), in("topology.kubernetes.io/zone", "a")))),
+		host: makePod(withRequiredTerms(term(in(api.LabelMember, "m1"), in("topology.kubernetes.io/zone", "a")))),
 		wantAffinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
 			NodeSelectorTerms: []corev1.NodeSelectorTerm{zone}}}},
 	}, {
 		name: "no annotation: a term only on host-level keys satisfies the requirement",
-		host: makePod(withRequiredTerms(zone, term(in(LabelMember, "m1")))),
+		host: makePod(withRequiredTerms(zone, term(in(api.LabelMember, "m1")))),
 	}, {
 		name: "annotation restores parked fields and adds tolerations",
-		host: makePod(withNodeSelector(LabelMember, "m2"), withRequiredTerms(term(in(LabelMember, "m2"))),
-			withAnnotation(AnnotationScheduling, `{"nodeSelector":{"disktype":"ssd"},"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"topology.kubernetes.io/zone","operator":"In","values":["a"]}]}]}}},"tolerations":[{"key":"dedicated","operator":"Equal","value":"ssd","effect":"NoSchedule"}]}`)),
+		host: makePod(withNodeSelector(api.LabelMember, "m2"), withRequiredTerms(term(in(api.LabelMember, "m2"))),
+			withAnnotation(api.AnnotationScheduling, `{"nodeSelector":{"disktype":"ssd"},"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"topology.kubernetes.io/zone","operator":"In","values":["a"]}]}]}}},"tolerations":[{"key":"dedicated","operator":"Equal","value":"ssd","effect":"NoSchedule"}]}`)),
 		wantSelector: map[string]string{"disktype": "ssd"},
 		wantAffinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
 			NodeSelectorTerms: []corev1.NodeSelectorTerm{zone}}}},
 		wantTols: []corev1.Toleration{ssd},
 	}, {
 		name:     "annotation: a toleration the pod has already is not doubled",
-		host:     makePod(withToleration(ssd), withAnnotation(AnnotationScheduling, `{"tolerations":[{"key":"dedicated","operator":"Equal","value":"ssd","effect":"NoSchedule"}]}`)),
+		host:     makePod(withToleration(ssd), withAnnotation(api.AnnotationScheduling, `{"tolerations":[{"key":"dedicated","operator":"Equal","value":"ssd","effect":"NoSchedule"}]}`)),
 		wantTols: []corev1.Toleration{ssd},
 	}, {
 		name:    "malformed annotation",
-		host:    makePod(withAnnotation(AnnotationScheduling, `{"nodeSelector":`)),
+		host:    makePod(withAnnotation(api.AnnotationScheduling, `{"nodeSelector":`)),
 		wantErr: "annotation tether.io/scheduling",
 	}, {
 		name:    "unknown field in annotation",
-		host:    makePod(withAnnotation(AnnotationScheduling, `{"nodeselector":{}}`)),
+		host:    makePod(withAnnotation(api.AnnotationScheduling, `{"nodeselector":{}}`)),
 		wantErr: "unknown field",
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Pod(tt.host, PodOptions{Owner: testOwner, HostLevel: DefaultHostLevel()})
+			got, err := Pod(tt.host, PodOptions{Owner: testOwner, HostLevel: api.DefaultHostLevel()})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -188,49 +190,9 @@ func TestPodSchedulingFields(t *testing.T) {
 			if diff := cmp.Diff(tt.wantTols, got.Spec.Tolerations); diff != "" {
 				t.Errorf("tolerations (-want +got):\n%s", diff)
 			}
-			if _, ok := got.Annotations[AnnotationScheduling]; ok {
+			if _, ok := got.Annotations[api.AnnotationScheduling]; ok {
 				t.Error("member pod keeps the scheduling annotation")
 			}
 		})
-	}
-}
-
-func TestSchedulingRoundTrip(t *testing.T) {
-	in := &Scheduling{NodeSelector: map[string]string{"a": "b"}, Tolerations: []corev1.Toleration{{Key: "k", Operator: corev1.TolerationOpExists}}}
-	s, err := in.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := ParseScheduling(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(in, out); diff != "" {
-		t.Errorf("(-in +out):\n%s", diff)
-	}
-	if _, err := ParseScheduling(s + "{}"); err == nil {
-		t.Error("trailing data accepted")
-	}
-}
-
-func TestOwner(t *testing.T) {
-	mine := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: testOwner.Labels()}}
-	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: Owner{ClusterID: "host-2", NodeName: "tether-m1"}.Labels()}}
-	sibling := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: Owner{ClusterID: "host-1", NodeName: "tether-m2"}.Labels()}}
-	user := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "x"}}}
-	for _, tt := range []struct {
-		name               string
-		pod                *corev1.Pod
-		owns, ownsForClust bool
-	}{{"mine", mine, true, true}, {"other host", other, false, false}, {"other node", sibling, false, true}, {"user", user, false, false}} {
-		if got := testOwner.Owns(tt.pod); got != tt.owns {
-			t.Errorf("%s: Owns = %v", tt.name, got)
-		}
-		if got := testOwner.OwnsForCluster(tt.pod); got != tt.ownsForClust {
-			t.Errorf("%s: OwnsForCluster = %v", tt.name, got)
-		}
-	}
-	if want := "app.kubernetes.io/managed-by=tether,tether.io/host-cluster=host-1,tether.io/node=tether-m1"; testOwner.Selector() != want {
-		t.Errorf("selector %q", testOwner.Selector())
 	}
 }

@@ -17,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/certificate"
+
+	"github.com/tetherkube/tether/api"
 )
 
 // CSRConfig asks the host for the kubelet API's serving certificate: a CertificateSigningRequest for signer
@@ -117,7 +119,7 @@ func (s *secretStore) Update(cert, key []byte) (*tls.Certificate, error) {
 	case apierrors.IsNotFound(err):
 		_, err = secrets.Create(s.ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace,
-				Labels: map[string]string{"app.kubernetes.io/managed-by": "tether"}},
+				Labels: api.ManagedLabels()},
 			Type: corev1.SecretTypeTLS, Data: data,
 		}, metav1.CreateOptions{})
 	case err == nil:

@@ -15,7 +15,7 @@ import (
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	"k8s.io/utils/ptr"
 
-	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/api"
 )
 
 // The usage of a virtual node is the usage of its pods in the member, read from the member's metrics.k8s.io
@@ -136,7 +136,7 @@ func (r *Relay) Usage(ctx context.Context, m *Member) (NodeUsage, error) {
 		nodeWindow = max(nodeWindow, window)
 		p := PodUsage{Namespace: pm.Namespace, Name: pm.Name, Time: ts}
 		if member != nil {
-			p.UID = member.Annotations[forge.AnnotationHostUID]
+			p.UID = member.Annotations[api.AnnotationHostUID]
 		}
 		for _, c := range pm.Containers {
 			cores := float64(c.Usage.Cpu().ScaledValue(resource.Nano)) / 1e9

@@ -19,7 +19,7 @@ import (
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 	metricsfake "k8s.io/metrics/pkg/client/clientset/versioned/fake"
 
-	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/api"
 )
 
 func TestCountersIntegrateRates(t *testing.T) {
@@ -49,7 +49,7 @@ func TestCountersIntegrateRates(t *testing.T) {
 
 func podMetrics(ns, name string, at time.Time, containers ...metricsv1beta1.ContainerMetrics) *metricsv1beta1.PodMetrics {
 	return &metricsv1beta1.PodMetrics{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{forge.LabelNode: "tether-m1"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{api.LabelNode: "tether-m1"}},
 		Timestamp:  metav1.NewTime(at), Window: metav1.Duration{Duration: 10 * time.Second}, Containers: containers,
 	}
 }
@@ -60,7 +60,7 @@ func usage(name, cpu, mem string) metricsv1beta1.ContainerMetrics {
 }
 
 func memberPod(ns, name, hostUID string, started time.Time, containers ...string) *corev1.Pod {
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: map[string]string{forge.AnnotationHostUID: hostUID}}}
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: map[string]string{api.AnnotationHostUID: hostUID}}}
 	for _, c := range containers {
 		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: c,
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}}})

@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
-	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/api"
 )
 
 // Kinds of burst.
@@ -118,7 +118,7 @@ func (t *tracker) observe(where string, pod *corev1.Pod, now time.Time) {
 		setOnce(&p.Bound, pod.Spec.NodeName != "", now)
 		setOnce(&p.HostRunning, running, now)
 	default:
-		if pod.Labels[forge.LabelManagedBy] != forge.ManagedByTether {
+		if pod.Labels[api.LabelManagedBy] != api.ManagedByTether {
 			return
 		}
 		setOnce(&p.MemberCreated, true, now)
@@ -178,7 +178,7 @@ func benchPod(name string, nodeSelector map[string]string) *corev1.Pod {
 		Spec: corev1.PodSpec{
 			Containers:   []corev1.Container{{Name: "c", Image: "tether-bench"}},
 			NodeSelector: nodeSelector,
-			Tolerations: []corev1.Toleration{{Key: forge.TaintKey, Operator: corev1.TolerationOpEqual, Value: "tether",
+			Tolerations: []corev1.Toleration{{Key: api.TaintKey, Operator: corev1.TolerationOpEqual, Value: "tether",
 				Effect: corev1.TaintEffectNoSchedule}},
 			TerminationGracePeriodSeconds: new(int64),
 		},
@@ -357,7 +357,7 @@ func runBurst(ctx context.Context, e *env, o *options, kind string, index int, n
 // burst on one of them.
 func alternateMembers(e *env) func(int) map[string]string {
 	return func(i int) map[string]string {
-		return map[string]string{forge.LabelMember: e.members[i%len(e.members)].name}
+		return map[string]string{api.LabelMember: e.members[i%len(e.members)].name}
 	}
 }
 

@@ -19,13 +19,14 @@ import (
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/provider/forge"
 )
 
 // scaleNamespace holds the W2/W3 pods, all on the virtual node of m1.
 const scaleNamespace = "bench-scale"
 
-func scaleSelector(int) map[string]string { return map[string]string{forge.LabelMember: "m1"} }
+func scaleSelector(int) map[string]string { return map[string]string{api.LabelMember: "m1"} }
 
 // scaleStep is tether-node's memory with some pods Running on its virtual node.
 type scaleStep struct {

@@ -21,8 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/internal/cli"
-	"github.com/tetherkube/tether/provider/forge"
 	"github.com/tetherkube/tether/webhook"
 )
 
@@ -55,15 +55,15 @@ func NewOptions() *Options {
 	return &Options{
 		ListenAddress:     ":9443",
 		HealthAddress:     ":8081",
-		Namespace:         "tether-system",
+		Namespace:         api.DefaultNamespace,
 		TLSSecretName:     "tether-webhook-tls",
 		ConfigurationName: "tether-webhook",
 		ServiceName:       "tether-webhook",
 		ServicePort:       443,
-		NamespaceSelector: "tether.io/offload=enabled",
+		NamespaceSelector: api.DefaultOffloadSelector,
 		FailurePolicy:     "Ignore",
 		TimeoutSeconds:    5,
-		NodePrefix:        "tether-",
+		NodePrefix:        api.DefaultNodePrefix,
 		TolerationSeconds: 300,
 		LogLevel:          "info",
 	}
@@ -156,9 +156,7 @@ func Run(ctx context.Context, o *Options) error {
 	skip := []string{metav1.NamespaceSystem, o.Namespace}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	hostLevel := forge.DefaultHostLevel()
-	hostLevel.Keys = append(append([]string(nil), hostLevel.Keys...), o.KeepLabelKeys...)
-	hostLevel.VirtualNodePrefix = o.NodePrefix
+	hostLevel := api.NewHostLevel(o.NodePrefix, o.KeepLabelKeys)
 	handler, err := webhook.NewHandler(webhook.Options{HostLevel: hostLevel, TolerationSeconds: o.TolerationSeconds}, skip, reg)
 	if err != nil {
 		return err

@@ -26,7 +26,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/tetherkube/tether/test/harness"
+	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/internal/sandbox"
 )
 
 // EnvClusters names a folder with a running harness (host.kubeconfig, m1.kubeconfig, … and harness.json) to
@@ -35,7 +36,7 @@ const EnvClusters = "TETHER_E2E_CLUSTERS"
 
 // Env is the clusters of a test run.
 type Env struct {
-	State   *harness.State
+	State   *sandbox.State
 	Host    *Cluster
 	Members []*Cluster
 	// Echo is where kwok sends the member pods' forwarded ports, when this run started the clusters; nil when
@@ -80,11 +81,11 @@ func Run(m *testing.M, env **Env) int {
 // harness in a temporary folder with a tether-node built from this checkout.
 func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 	if dir := os.Getenv(EnvClusters); dir != "" {
-		st, err := harness.Load(dir)
+		st, err := sandbox.Load(dir)
 		if err != nil {
 			return nil, fmt.Errorf("%s=%s: %w", EnvClusters, dir, err)
 		}
-		if err := harness.Healthy(ctx, st); err != nil {
+		if err := sandbox.Healthy(ctx, st); err != nil {
 			return nil, fmt.Errorf("%s=%s: clusters not healthy: %w", EnvClusters, dir, err)
 		}
 		fmt.Fprintf(log, "e2e: reusing the clusters in %s\n", st.Dir)
@@ -93,15 +94,15 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 		}
 		return newEnv(st, false)
 	}
-	repo, err := harness.FindRepoRoot(".")
+	repo, err := sandbox.FindRepoRoot(".")
 	if err != nil {
 		return nil, err
 	}
-	cache, err := harness.DefaultCacheDir()
+	cache, err := sandbox.DefaultCacheDir()
 	if err != nil {
 		return nil, err
 	}
-	tools, err := harness.EnsureTools(ctx, repo, cache, log)
+	tools, err := sandbox.EnsureTools(ctx, repo, cache, log)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +111,7 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 		return nil, err
 	}
 	bins := map[string]string{}
-	for _, name := range []string{harness.TetherNode, harness.TetherWebhook} {
+	for _, name := range []string{sandbox.TetherNode, sandbox.TetherWebhook} {
 		bins[name] = filepath.Join(dir, name)
 		build := exec.CommandContext(ctx, "go", "build", "-o", bins[name], "./cmd/"+name)
 		build.Dir = repo
@@ -122,12 +123,12 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := harness.DefaultConfig(dir)
+	cfg := sandbox.DefaultConfig(dir)
 	cfg.Tools = tools
 	cfg.Log = log
 	cfg.PortForwardTarget = echo.Addr()
 	start := time.Now()
-	st, err := harness.Up(ctx, cfg)
+	st, err := sandbox.Up(ctx, cfg)
 	if err != nil {
 		echo.Close()
 		return nil, err
@@ -136,7 +137,7 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 	e, err := newEnv(st, true)
 	if err != nil {
 		echo.Close()
-		return nil, errors.Join(err, harness.Down(context.WithoutCancel(ctx), dir))
+		return nil, errors.Join(err, sandbox.Down(context.WithoutCancel(ctx), dir))
 	}
 	e.Echo = echo
 	if err := startTether(ctx, st, bins); err != nil {
@@ -149,24 +150,24 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 const WebhookNamespace = "e2e-offload"
 
 // startTether starts tether-node and tether-webhook beside fresh clusters and waits until both work.
-func startTether(ctx context.Context, st *harness.State, bins map[string]string) error {
+func startTether(ctx context.Context, st *sandbox.State, bins map[string]string) error {
 	// The kubelet API takes one port per member from ports[0] on (see TetherNodeArgs).
-	kubelet, err := harness.FreePorts(len(st.Members()))
+	kubelet, err := sandbox.FreePorts(len(st.Members()))
 	if err != nil {
 		return err
 	}
 	ports := []int{kubelet, 0, 0}
 	for i := 1; i < len(ports); i++ {
-		if ports[i], err = harness.FreePort(); err != nil {
+		if ports[i], err = sandbox.FreePort(); err != nil {
 			return err
 		}
 	}
 	// Short status and health intervals so that tests see changes quickly.
-	if _, err := st.StartProcess(harness.TetherNode, st.TetherNodeArgs(bins[harness.TetherNode], ports[0],
+	if _, err := st.StartProcess(sandbox.TetherNode, st.TetherNodeArgs(bins[sandbox.TetherNode], ports[0],
 		"--node-status-interval", "2s", "--health-interval", "1s", "--health-timeout", "1s", "--log-level", "debug")...); err != nil {
 		return err
 	}
-	if _, err := st.StartProcess(harness.TetherWebhook, st.WebhookArgs(bins[harness.TetherWebhook], ports[1], ports[2])...); err != nil {
+	if _, err := st.StartProcess(sandbox.TetherWebhook, st.WebhookArgs(bins[sandbox.TetherWebhook], ports[1], ports[2])...); err != nil {
 		return err
 	}
 	if err := st.WaitVirtualNodes(ctx, time.Minute); err != nil {
@@ -178,11 +179,11 @@ func startTether(ctx context.Context, st *harness.State, bins map[string]string)
 	return st.WaitWebhook(ctx, WebhookNamespace, time.Minute)
 }
 
-func ensureWebhookNamespace(ctx context.Context, st *harness.State) error {
-	return st.EnsureNamespace(ctx, WebhookNamespace, map[string]string{"tether.io/offload": "enabled"})
+func ensureWebhookNamespace(ctx context.Context, st *sandbox.State) error {
+	return st.EnsureNamespace(ctx, WebhookNamespace, map[string]string{api.LabelOffload: api.OffloadEnabled})
 }
 
-// StopProcess stops one of Tether's processes (harness.TetherNode, harness.TetherWebhook) with sig; SIGKILL
+// StopProcess stops one of Tether's processes (sandbox.TetherNode, sandbox.TetherWebhook) with sig; SIGKILL
 // simulates a crash.
 func (e *Env) StopProcess(t testing.TB, name string, sig syscall.Signal) {
 	t.Helper()
@@ -199,9 +200,9 @@ func (e *Env) StartProcess(t testing.TB, name string) {
 	}
 	var err error
 	switch name {
-	case harness.TetherNode:
+	case sandbox.TetherNode:
 		err = e.State.WaitVirtualNodes(t.Context(), time.Minute)
-	case harness.TetherWebhook:
+	case sandbox.TetherWebhook:
 		err = e.State.WaitWebhook(t.Context(), WebhookNamespace, time.Minute)
 	}
 	if err != nil {
@@ -221,7 +222,7 @@ func (e *Env) Member(t testing.TB, name string) *Cluster {
 	return nil
 }
 
-func newEnv(st *harness.State, owned bool) (*Env, error) {
+func newEnv(st *sandbox.State, owned bool) (*Env, error) {
 	e := &Env{State: st, owned: owned}
 	for i, c := range st.Clusters {
 		cl, err := newCluster(c, st.Kubectl)
@@ -237,7 +238,7 @@ func newEnv(st *harness.State, owned bool) (*Env, error) {
 	return e, nil
 }
 
-func newCluster(c harness.Cluster, kubectl string) (*Cluster, error) {
+func newCluster(c sandbox.Cluster, kubectl string) (*Cluster, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Name, err)
@@ -261,7 +262,7 @@ func (e *Env) Teardown(ctx context.Context) error {
 	if e.Echo != nil {
 		e.Echo.Close()
 	}
-	if err := harness.Down(ctx, e.State.Dir); err != nil {
+	if err := sandbox.Down(ctx, e.State.Dir); err != nil {
 		return err
 	}
 	// The folder is Setup's own: it also holds the binaries built for the run.
@@ -361,7 +362,7 @@ func (e *Env) RunningIn(t testing.TB, ns, name, member string) (host, mp *corev1
 		if host, err = e.Host.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
 			return err
 		}
-		if host.Spec.NodeName != "tether-"+member || host.Status.Phase != corev1.PodRunning {
+		if host.Spec.NodeName != api.NodeName(api.DefaultNodePrefix, member) || host.Status.Phase != corev1.PodRunning {
 			return fmt.Errorf("host pod on %q, %s", host.Spec.NodeName, host.Status.Phase)
 		}
 		if mp, err = m.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {

@@ -20,9 +20,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/internal/sandbox"
 	"github.com/tetherkube/tether/test/e2e/framework"
-	"github.com/tetherkube/tether/test/harness"
 )
 
 var env *framework.Env
@@ -39,8 +39,8 @@ func runningPod(t *testing.T) (ns, name string) {
 	_, err := env.Host.Client.CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{
-			NodeSelector: map[string]string{forge.LabelMember: "m1"},
-			Tolerations:  []corev1.Toleration{{Key: forge.TaintKey, Operator: corev1.TolerationOpEqual, Value: forge.TaintValue, Effect: corev1.TaintEffectNoSchedule}},
+			NodeSelector: map[string]string{api.LabelMember: "m1"},
+			Tolerations:  []corev1.Toleration{{Key: api.TaintKey, Operator: corev1.TolerationOpEqual, Value: api.TaintValue, Effect: corev1.TaintEffectNoSchedule}},
 			Containers:   []corev1.Container{{Name: "app", Image: "registry.example/app:1"}, {Name: "side", Image: "registry.example/side:1"}},
 		},
 	}, metav1.CreateOptions{})
@@ -53,8 +53,8 @@ func runningPod(t *testing.T) (ns, name string) {
 
 func TestLogs(t *testing.T) {
 	ns, pod := runningPod(t)
-	all := strings.Join(harness.LogLines, "\n") + "\n"
-	last := harness.LogLines[len(harness.LogLines)-1] + "\n"
+	all := strings.Join(sandbox.LogLines, "\n") + "\n"
+	last := sandbox.LogLines[len(sandbox.LogLines)-1] + "\n"
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -63,8 +63,8 @@ func TestLogs(t *testing.T) {
 		{"plain", nil, equal(all)},
 		{"container", []string{"-c", "side"}, equal(all)},
 		{"tail", []string{"--tail", "1"}, equal(last)},
-		{"since drops lines hours old", []string{"--since", "30m"}, equal(strings.Join(harness.LogLines[2:], "\n") + "\n")},
-		{"since-time", []string{"--since-time", time.Now().Add(-90 * time.Minute).UTC().Format(time.RFC3339)}, equal(strings.Join(harness.LogLines[1:], "\n") + "\n")},
+		{"since drops lines hours old", []string{"--since", "30m"}, equal(strings.Join(sandbox.LogLines[2:], "\n") + "\n")},
+		{"since-time", []string{"--since-time", time.Now().Add(-90 * time.Minute).UTC().Format(time.RFC3339)}, equal(strings.Join(sandbox.LogLines[1:], "\n") + "\n")},
 		{"timestamps", []string{"--tail", "1", "--timestamps"}, func(s string) error {
 			if !strings.HasSuffix(s, " "+last) || !strings.HasPrefix(s, "20") {
 				return fmt.Errorf("%q has no timestamp", s)
@@ -100,7 +100,7 @@ func TestLogs(t *testing.T) {
 			t.Fatal(err)
 		}
 		line, err := bufio.NewReader(out).ReadString('\n')
-		if err != nil || line != harness.LogLines[0]+"\n" {
+		if err != nil || line != sandbox.LogLines[0]+"\n" {
 			t.Errorf("first followed line %q: %v", line, err)
 		}
 		cancel()
@@ -259,7 +259,7 @@ func TestAuthentication(t *testing.T) {
 	t.Cleanup(func() {
 		_ = env.Host.Client.RbacV1().ClusterRoleBindings().Delete(context.Background(), b.Name, metav1.DeleteOptions{})
 	})
-	if code, body := get(logs, admin); code != http.StatusOK || body != harness.LogLines[len(harness.LogLines)-1]+"\n" {
+	if code, body := get(logs, admin); code != http.StatusOK || body != sandbox.LogLines[len(sandbox.LogLines)-1]+"\n" {
 		t.Errorf("token with nodes/proxy: %d %q, want 200 and the last line", code, body)
 	}
 	if code, body := get(fmt.Sprintf("/containerLogs/%s/no-such-pod/app", ns), admin); code != http.StatusNotFound || !strings.Contains(body, "no-such-pod") {

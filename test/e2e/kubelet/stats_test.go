@@ -22,9 +22,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
-	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/internal/sandbox"
 	"github.com/tetherkube/tether/test/e2e/framework"
-	"github.com/tetherkube/tether/test/harness"
 )
 
 // kubeletGet reads a path of a virtual node's kubelet API with a bearer token, as metrics-server does.
@@ -88,8 +88,8 @@ func TestNodeMetrics(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{
 			"kwok.x-k8s.io/usage-cpu": "200m", "kwok.x-k8s.io/usage-memory": "64Mi"}},
 		Spec: corev1.PodSpec{
-			NodeSelector: map[string]string{forge.LabelMember: "m2"},
-			Tolerations:  []corev1.Toleration{{Key: forge.TaintKey, Operator: corev1.TolerationOpExists}},
+			NodeSelector: map[string]string{api.LabelMember: "m2"},
+			Tolerations:  []corev1.Toleration{{Key: api.TaintKey, Operator: corev1.TolerationOpExists}},
 			Containers:   []corev1.Container{{Name: "app", Image: "registry.example/app:1"}},
 		},
 	}, metav1.CreateOptions{})
@@ -168,7 +168,7 @@ func TestServingCertificateFromCSR(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build tether-node: %v\n%s", err, out)
 	}
-	port, err := harness.FreePort()
+	port, err := sandbox.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

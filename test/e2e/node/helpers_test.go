@@ -14,14 +14,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/test/e2e/framework"
 )
 
 // timeout is generous: these tests check behaviour, the benchmark measures speed.
 const timeout = 2 * time.Minute
 
-var virtualNodeToleration = corev1.Toleration{Key: forge.TaintKey, Operator: corev1.TolerationOpEqual, Value: forge.TaintValue,
+var virtualNodeToleration = corev1.Toleration{Key: api.TaintKey, Operator: corev1.TolerationOpEqual, Value: api.TaintValue,
 	Effect: corev1.TaintEffectNoSchedule}
 
 type podSpecOpt func(*corev1.PodSpec)
@@ -32,14 +32,14 @@ func onMember(name string) podSpecOpt {
 		if s.NodeSelector == nil {
 			s.NodeSelector = map[string]string{}
 		}
-		s.NodeSelector[forge.LabelMember] = name
+		s.NodeSelector[api.LabelMember] = name
 	}
 }
 
 // offloadedSpec is a pod spec that lands on a virtual node.
 func offloadedSpec(opts ...podSpecOpt) corev1.PodSpec {
 	s := corev1.PodSpec{
-		NodeSelector: map[string]string{forge.NodeTypeKey: forge.NodeType},
+		NodeSelector: map[string]string{api.NodeTypeKey: api.NodeType},
 		Tolerations:  []corev1.Toleration{virtualNodeToleration},
 		Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1", Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")}}}},
@@ -81,7 +81,7 @@ func hostPods(ctx context.Context, ns, app string) ([]corev1.Pod, error) {
 // memberPodOf finds the member pod of a host pod in whichever member its virtual node stands for.
 func memberPodOf(ctx context.Context, host *corev1.Pod) (*corev1.Pod, *framework.Cluster, error) {
 	for _, m := range env.Members {
-		if host.Spec.NodeName != "tether-"+m.Name {
+		if host.Spec.NodeName != api.NodeName(api.DefaultNodePrefix, m.Name) {
 			continue
 		}
 		p, err := m.Client.CoreV1().Pods(host.Namespace).Get(ctx, host.Name, metav1.GetOptions{})
@@ -102,7 +102,7 @@ func waitRunning(t *testing.T, ns, app string, n int) []corev1.Pod {
 		inMember := map[string]corev1.Pod{} // node/name → member pod
 		for _, m := range env.Members {
 			// Only members that hold some of these pods: another may be down on purpose.
-			if !slices.ContainsFunc(pods, func(p corev1.Pod) bool { return p.Spec.NodeName == "tether-"+m.Name }) {
+			if !slices.ContainsFunc(pods, func(p corev1.Pod) bool { return p.Spec.NodeName == api.NodeName(api.DefaultNodePrefix, m.Name) }) {
 				continue
 			}
 			mps, err := memberPods(ctx, m, ns)
@@ -110,7 +110,7 @@ func waitRunning(t *testing.T, ns, app string, n int) []corev1.Pod {
 				return err
 			}
 			for _, mp := range mps {
-				inMember["tether-"+m.Name+"/"+mp.Name] = mp
+				inMember[api.NodeName(api.DefaultNodePrefix, m.Name)+"/"+mp.Name] = mp
 			}
 		}
 		running := 0

@@ -20,9 +20,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/internal/sandbox"
 	"github.com/tetherkube/tether/provider/forge"
 	"github.com/tetherkube/tether/test/e2e/framework"
-	"github.com/tetherkube/tether/test/harness"
 )
 
 var env *framework.Env
@@ -31,18 +32,18 @@ func TestMain(m *testing.M) { os.Exit(framework.Run(m, &env)) }
 
 func TestVirtualNodes(t *testing.T) {
 	for _, m := range env.Members {
-		n, err := env.Host.Client.CoreV1().Nodes().Get(t.Context(), "tether-"+m.Name, metav1.GetOptions{})
+		n, err := env.Host.Client.CoreV1().Nodes().Get(t.Context(), api.NodeName(api.DefaultNodePrefix, m.Name), metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for k, v := range map[string]string{forge.NodeTypeKey: forge.NodeType, "kubernetes.io/role": "agent", forge.LabelMember: m.Name,
+		for k, v := range map[string]string{api.NodeTypeKey: api.NodeType, "kubernetes.io/role": "agent", api.LabelMember: m.Name,
 			"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"} {
 			if n.Labels[k] != v {
 				t.Errorf("%s: label %s=%q, want %q", n.Name, k, n.Labels[k], v)
 			}
 		}
 		if !slices.ContainsFunc(n.Spec.Taints, func(tt corev1.Taint) bool {
-			return tt.Key == forge.TaintKey && tt.Value == forge.TaintValue && tt.Effect == corev1.TaintEffectNoSchedule
+			return tt.Key == api.TaintKey && tt.Value == api.TaintValue && tt.Effect == corev1.TaintEffectNoSchedule
 		}) {
 			t.Errorf("%s: taints %v lack the virtual-node taint", n.Name, n.Spec.Taints)
 		}
@@ -59,7 +60,7 @@ func TestVirtualNodes(t *testing.T) {
 				usable++
 			}
 		}
-		f, err := forge.ParseFragments(n.Annotations[forge.AnnotationFragments])
+		f, err := api.ParseFragments(n.Annotations[api.AnnotationFragments])
 		if err != nil {
 			t.Errorf("%s: fragments annotation: %v", n.Name, err)
 		} else if f.UsableNodes != usable || usable == 0 {
@@ -78,8 +79,8 @@ func TestDeploymentRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		owner := forge.Owner{NodeName: host.Spec.NodeName, ClusterID: mp.Labels[forge.LabelHostCluster]}
-		if mp.Labels[forge.LabelHostCluster] == "" || !owner.Owns(mp) || mp.Annotations[forge.AnnotationHostUID] != string(host.UID) {
+		owner := api.Owner{NodeName: host.Spec.NodeName, ClusterID: mp.Labels[api.LabelHostCluster]}
+		if mp.Labels[api.LabelHostCluster] == "" || !owner.Owns(mp) || mp.Annotations[api.AnnotationHostUID] != string(host.UID) {
 			t.Errorf("member pod %s/%s: labels %v annotations %v lack ownership", m.Name, mp.Name, mp.Labels, mp.Annotations)
 		}
 		node, err := m.Client.CoreV1().Nodes().Get(t.Context(), mp.Spec.NodeName, metav1.GetOptions{})
@@ -92,7 +93,7 @@ func TestDeploymentRoundTrip(t *testing.T) {
 		if host.Status.PodIP == "" || host.Status.PodIP != mp.Status.PodIP {
 			t.Errorf("host pod IP %q, member pod IP %q", host.Status.PodIP, mp.Status.PodIP)
 		}
-		if slices.ContainsFunc(mp.Spec.Tolerations, func(tt corev1.Toleration) bool { return tt.Key == forge.TaintKey }) {
+		if slices.ContainsFunc(mp.Spec.Tolerations, func(tt corev1.Toleration) bool { return tt.Key == api.TaintKey }) {
 			t.Errorf("member pod %s keeps the virtual-node toleration", mp.Name)
 		}
 	}
@@ -162,14 +163,14 @@ func TestConfigMapsAndSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cm.Data["mode"] != "fast" || cm.Labels[forge.LabelManagedBy] != forge.ManagedByTether {
+	if cm.Data["mode"] != "fast" || cm.Labels[api.LabelManagedBy] != api.ManagedByTether {
 		t.Errorf("configmap copy %v labels %v", cm.Data, cm.Labels)
 	}
 	sec, err := m1.Client.CoreV1().Secrets(ns).Get(t.Context(), "creds", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(sec.Data["password"]) != secretValue || sec.Labels[forge.LabelManagedBy] != forge.ManagedByTether {
+	if string(sec.Data["password"]) != secretValue || sec.Labels[api.LabelManagedBy] != api.ManagedByTether {
 		t.Errorf("secret copy labels %v", sec.Labels)
 	}
 	mp, _, err := memberPodOf(t.Context(), &pods[0])
@@ -226,7 +227,7 @@ func TestCapacity(t *testing.T) {
 			return resource.Quantity{}, err
 		}
 		for _, p := range pods.Items {
-			if !usable[p.Spec.NodeName] || p.Labels[forge.LabelManagedBy] == forge.ManagedByTether || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			if !usable[p.Spec.NodeName] || p.Labels[api.LabelManagedBy] == api.ManagedByTether || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 				continue
 			}
 			for _, c := range p.Spec.Containers {
@@ -390,7 +391,7 @@ func TestNameConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	// kwok writes its status; Tether must not have touched it otherwise.
-	if after.UID != local.UID || after.Labels[forge.LabelManagedBy] != "" || after.Annotations[forge.AnnotationHostUID] != "" ||
+	if after.UID != local.UID || after.Labels[api.LabelManagedBy] != "" || after.Annotations[api.AnnotationHostUID] != "" ||
 		after.Spec.Containers[0].Image != "theirs:1" {
 		t.Errorf("the unowned member pod was touched: labels %v", after.Labels)
 	}
@@ -421,8 +422,8 @@ func TestRestartConverges(t *testing.T) {
 		}
 		return nil
 	})
-	env.StopProcess(t, harness.TetherNode, syscall.SIGKILL)
-	env.StartProcess(t, harness.TetherNode)
+	env.StopProcess(t, sandbox.TetherNode, syscall.SIGKILL)
+	env.StartProcess(t, sandbox.TetherNode)
 	pods := waitRunning(t, ns, "burst", 50)
 	uids := map[types.UID]bool{}
 	for i := range pods {
@@ -436,7 +437,7 @@ func TestRestartConverges(t *testing.T) {
 				return err
 			}
 			for _, mp := range mps {
-				if !uids[types.UID(mp.Annotations[forge.AnnotationHostUID])] {
+				if !uids[types.UID(mp.Annotations[api.AnnotationHostUID])] {
 					return fmt.Errorf("orphan member pod %s/%s", m.Name, mp.Name)
 				}
 				if mp.Status.Phase != corev1.PodRunning {
@@ -497,7 +498,7 @@ func TestMemberOutage(t *testing.T) {
 }
 
 func TestMemberFromSecret(t *testing.T) {
-	const ns, name = "tether-system", "m1b"
+	const ns, name = api.DefaultNamespace, "m1b"
 	m1 := env.Member(t, "m1")
 	kubeconfig, err := os.ReadFile(m1.Kubeconfig)
 	if err != nil {
@@ -509,13 +510,13 @@ func TestMemberFromSecret(t *testing.T) {
 	}
 	secrets := env.Host.Client.CoreV1().Secrets(ns)
 	if _, err := secrets.Create(t.Context(), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "member-" + name, Labels: map[string]string{forge.LabelMember: name}},
+		ObjectMeta: metav1.ObjectMeta{Name: "member-" + name, Labels: map[string]string{api.LabelMember: name}},
 		Data:       map[string][]byte{"kubeconfig": kubeconfig},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	framework.Eventually(t, timeout, "node tether-m1b Ready", func(ctx context.Context) error {
-		n, err := env.Host.Client.CoreV1().Nodes().Get(ctx, "tether-"+name, metav1.GetOptions{})
+		n, err := env.Host.Client.CoreV1().Nodes().Get(ctx, api.NodeName(api.DefaultNodePrefix, name), metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -528,7 +529,7 @@ func TestMemberFromSecret(t *testing.T) {
 	})
 	// An invalid one: an event on the Secret, and the others go on.
 	if _, err := secrets.Create(t.Context(), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "member-broken", Labels: map[string]string{forge.LabelMember: "broken"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "member-broken", Labels: map[string]string{api.LabelMember: "broken"}},
 		Data:       map[string][]byte{"kubeconfig": []byte("not a kubeconfig")},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -541,7 +542,7 @@ func TestMemberFromSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	framework.Eventually(t, timeout, "node tether-m1b gone", func(ctx context.Context) error {
-		_, err := env.Host.Client.CoreV1().Nodes().Get(ctx, "tether-"+name, metav1.GetOptions{})
+		_, err := env.Host.Client.CoreV1().Nodes().Get(ctx, api.NodeName(api.DefaultNodePrefix, name), metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -554,7 +555,7 @@ func TestSchedulingAnnotation(t *testing.T) {
 	pods := env.Host.Client.CoreV1().Pods(ns)
 	parked := `{"nodeSelector":{"kubernetes.io/hostname":"m1-node-2"},"tolerations":[{"key":"dedicated","operator":"Exists","effect":"NoSchedule"}]}`
 	if _, err := pods.Create(t.Context(), &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "parked", Annotations: map[string]string{forge.AnnotationScheduling: parked}},
+		ObjectMeta: metav1.ObjectMeta{Name: "parked", Annotations: map[string]string{api.AnnotationScheduling: parked}},
 		Spec:       offloadedSpec(onMember("m1")),
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -565,7 +566,7 @@ func TestSchedulingAnnotation(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if mp.Spec.NodeSelector["kubernetes.io/hostname"] != "m1-node-2" || mp.Spec.NodeSelector[forge.LabelMember] != "" {
+		if mp.Spec.NodeSelector["kubernetes.io/hostname"] != "m1-node-2" || mp.Spec.NodeSelector[api.LabelMember] != "" {
 			return fmt.Errorf("member nodeSelector %v", mp.Spec.NodeSelector)
 		}
 		if mp.Spec.NodeName != "m1-node-2" || mp.Status.Phase != corev1.PodRunning {
@@ -575,7 +576,7 @@ func TestSchedulingAnnotation(t *testing.T) {
 	})
 
 	if _, err := pods.Create(t.Context(), &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "malformed", Annotations: map[string]string{forge.AnnotationScheduling: `{"nodeSelector":`}},
+		ObjectMeta: metav1.ObjectMeta{Name: "malformed", Annotations: map[string]string{api.AnnotationScheduling: `{"nodeSelector":`}},
 		Spec:       offloadedSpec(onMember("m1")),
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -14,9 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/tetherkube/tether/provider/forge"
+	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/internal/sandbox"
 	"github.com/tetherkube/tether/test/e2e/framework"
-	"github.com/tetherkube/tether/test/harness"
 )
 
 var env *framework.Env
@@ -26,7 +26,7 @@ func TestMain(m *testing.M) { os.Exit(framework.Run(m, &env)) }
 const timeout = 2 * time.Minute
 
 func offloadNamespace(t *testing.T) string {
-	return env.Host.Namespace(t, map[string]string{"tether.io/offload": "enabled"})
+	return env.Host.Namespace(t, map[string]string{api.LabelOffload: api.OffloadEnabled})
 }
 
 func pod(name string, spec corev1.PodSpec) *corev1.Pod {
@@ -39,17 +39,17 @@ func pod(name string, spec corev1.PodSpec) *corev1.Pod {
 func TestNodeSelectorParkedAndRestored(t *testing.T) {
 	ns := offloadNamespace(t)
 	if _, err := env.Host.Client.CoreV1().Pods(ns).Create(t.Context(), pod("ssd", corev1.PodSpec{
-		NodeSelector: map[string]string{"disktype": "ssd", forge.LabelMember: "m2"},
+		NodeSelector: map[string]string{"disktype": "ssd", api.LabelMember: "m2"},
 	}), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	host, mp := env.RunningIn(t, ns, "ssd", "m2")
-	if host.Spec.NodeSelector[forge.LabelMember] != "m2" || host.Spec.NodeSelector["disktype"] != "" {
-		t.Errorf("host nodeSelector %v: want only %s", host.Spec.NodeSelector, forge.LabelMember)
+	if host.Spec.NodeSelector[api.LabelMember] != "m2" || host.Spec.NodeSelector["disktype"] != "" {
+		t.Errorf("host nodeSelector %v: want only %s", host.Spec.NodeSelector, api.LabelMember)
 	}
-	s, err := forge.ParseScheduling(host.Annotations[forge.AnnotationScheduling])
+	s, err := api.ParseScheduling(host.Annotations[api.AnnotationScheduling])
 	if err != nil || s.NodeSelector["disktype"] != "ssd" {
-		t.Errorf("annotation %q: %v", host.Annotations[forge.AnnotationScheduling], err)
+		t.Errorf("annotation %q: %v", host.Annotations[api.AnnotationScheduling], err)
 	}
 	if mp.Spec.NodeSelector["disktype"] != "ssd" || len(mp.Spec.NodeSelector) != 1 {
 		t.Errorf("member nodeSelector %v, want disktype=ssd alone", mp.Spec.NodeSelector)
@@ -62,10 +62,10 @@ func TestNodeSelectorParkedAndRestored(t *testing.T) {
 func TestAffinityAndTolerationRestored(t *testing.T) {
 	ns := offloadNamespace(t)
 	spec := corev1.PodSpec{
-		NodeSelector: map[string]string{forge.LabelMember: "m1"},
+		NodeSelector: map[string]string{api.LabelMember: "m1"},
 		Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
 			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
-				{Key: harness.ZoneLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{"zone-1"}}}}}}}},
+				{Key: sandbox.ZoneLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{"zone-1"}}}}}}}},
 		// m1's node in zone-1 is tainted dedicated=special:NoSchedule.
 		Tolerations: []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "special", Effect: corev1.TaintEffectNoSchedule}},
 	}
@@ -109,9 +109,9 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ann := first.Annotations[forge.AnnotationScheduling]
-	if ann == "" || ann != dry || second.Annotations[forge.AnnotationScheduling] != ann {
-		t.Errorf("annotations differ: dry-run %q, first %q, second %q", dry, ann, second.Annotations[forge.AnnotationScheduling])
+	ann := first.Annotations[api.AnnotationScheduling]
+	if ann == "" || ann != dry || second.Annotations[api.AnnotationScheduling] != ann {
+		t.Errorf("annotations differ: dry-run %q, first %q, second %q", dry, ann, second.Annotations[api.AnnotationScheduling])
 	}
 	if len(first.Spec.Tolerations) != len(second.Spec.Tolerations) || second.Spec.NodeSelector["disktype"] != "" {
 		t.Errorf("second apply changed the pod: tolerations %v, nodeSelector %v", second.Spec.Tolerations, second.Spec.NodeSelector)
@@ -128,7 +128,7 @@ func TestPodsLeftAlone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := got.Annotations[forge.AnnotationScheduling]; ok || got.Spec.NodeSelector["disktype"] != "ssd" {
+		if _, ok := got.Annotations[api.AnnotationScheduling]; ok || got.Spec.NodeSelector["disktype"] != "ssd" {
 			t.Errorf("%s: mutated: annotations %v nodeSelector %v", name, got.Annotations, got.Spec.NodeSelector)
 		}
 	}
@@ -142,23 +142,23 @@ func TestPodsLeftAlone(t *testing.T) {
 func TestMalformedAnnotationDenied(t *testing.T) {
 	ns := offloadNamespace(t)
 	p := pod("bad", corev1.PodSpec{})
-	p.Annotations = map[string]string{forge.AnnotationScheduling: `{"nodeSelector":`}
+	p.Annotations = map[string]string{api.AnnotationScheduling: `{"nodeSelector":`}
 	_, err := env.Host.Client.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{})
-	if err == nil || !strings.Contains(err.Error(), forge.AnnotationScheduling) {
-		t.Fatalf("create = %v, want a denial naming %s", err, forge.AnnotationScheduling)
+	if err == nil || !strings.Contains(err.Error(), api.AnnotationScheduling) {
+		t.Fatalf("create = %v, want a denial naming %s", err, api.AnnotationScheduling)
 	}
 }
 
 func TestWebhookDownDoesNotBlockPods(t *testing.T) {
 	ns := offloadNamespace(t)
-	env.StopProcess(t, harness.TetherWebhook, syscall.SIGTERM)
-	defer env.StartProcess(t, harness.TetherWebhook)
+	env.StopProcess(t, sandbox.TetherWebhook, syscall.SIGTERM)
+	defer env.StartProcess(t, sandbox.TetherWebhook)
 	got, err := env.Host.Client.CoreV1().Pods(ns).Create(t.Context(), pod("while-down", corev1.PodSpec{
 		NodeSelector: map[string]string{"disktype": "ssd"}}), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("pod creation failed while the webhook is down: %v", err)
 	}
-	if _, ok := got.Annotations[forge.AnnotationScheduling]; ok {
+	if _, ok := got.Annotations[api.AnnotationScheduling]; ok {
 		t.Error("pod mutated although the webhook is down")
 	}
 }
