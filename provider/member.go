@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/provider/forge"
 )
 
@@ -31,7 +32,7 @@ type Config struct {
 	NodeName string
 	// ClusterID names the host cluster in every ownership label.
 	ClusterID string
-	HostLevel forge.HostLevel
+	HostLevel api.HostLevel
 
 	MemberClient kubernetes.Interface
 	HostClient   kubernetes.Interface
@@ -48,8 +49,10 @@ type Config struct {
 	KubeletPort int32
 	// Resync is the informers' periodic resync: the level-triggered safety net.
 	Resync time.Duration
-	// HealthInterval and HealthTimeout pace the member /readyz probe.
+	// HealthInterval and HealthTimeout pace the member health probe.
 	HealthInterval, HealthTimeout time.Duration
+	// Probe checks the member's health; nil: GET /readyz on its apiserver.
+	Probe func(context.Context) error
 	// CapacityDebounce is the least time between two capacity recomputations.
 	CapacityDebounce time.Duration
 }
@@ -58,7 +61,7 @@ type Config struct {
 // PodNotifier and NodeProvider.
 type Member struct {
 	cfg   Config
-	owner forge.Owner
+	owner api.Owner
 
 	factory    informers.SharedInformerFactory // whole member: pods and nodes (capacity), namespaces
 	ownFactory informers.SharedInformerFactory // member objects this host owns: configmaps, secrets, SAs
@@ -92,7 +95,13 @@ func New(cfg Config) (*Member, error) {
 	if cfg.MemberClient == nil || cfg.HostClient == nil || cfg.HostPods == nil || cfg.Recorder == nil {
 		return nil, errors.New("member and host clients, host pod lister and event recorder must be set")
 	}
-	owner := forge.Owner{ClusterID: cfg.ClusterID, NodeName: cfg.NodeName}
+	if cfg.Probe == nil {
+		cfg.Probe = func(ctx context.Context) error {
+			_, err := cfg.MemberClient.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+			return err
+		}
+	}
+	owner := api.Owner{ClusterID: cfg.ClusterID, NodeName: cfg.NodeName}
 	m := &Member{
 		cfg:       cfg,
 		owner:     owner,

@@ -19,10 +19,9 @@ import (
 
 // serveDebug serves net/http/pprof under /debug/pprof/ and Prometheus metrics under /metrics on addr until ctx
 // ends: the Go runtime and process collectors, and tether_node_api_requests_total, every request tether-node's
-// clients make (watches aside) by apiserver, verb and resource. It is for benchmarks and profiling: it has no
+// clients make (watches aside) by apiserver, verb and resource, besides what reg holds (the member registry's metrics). It is for benchmarks and profiling: it has no
 // authentication, so bind it to loopback.
-func serveDebug(ctx context.Context, addr string) error {
-	reg := prometheus.NewRegistry()
+func serveDebug(ctx context.Context, addr string, reg *prometheus.Registry) error {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tether_node_api_requests_total",
 		Help: "Requests tether-node's clients made (watches aside), by apiserver (host:port), verb and resource.",

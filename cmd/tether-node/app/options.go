@@ -8,12 +8,14 @@ import (
 	"maps"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/provider/registry"
 )
 
 // Options are tether-node's flags. Defaults do not cap a 1,000-pod burst: client-go would fall back to 5 QPS and
@@ -51,6 +53,8 @@ type Options struct {
 	CapacityDebounce   time.Duration
 	NodeStatusInterval time.Duration
 	LeaseDuration      int32
+	MemberStartTimeout time.Duration
+	MemberRetryMax     time.Duration
 	LogLevel           string
 	DebugAddress       string
 }
@@ -58,9 +62,9 @@ type Options struct {
 // NewOptions returns the defaults.
 func NewOptions() *Options {
 	return &Options{
-		Namespace:          "tether-system",
+		Namespace:          api.DefaultNamespace,
 		MemberSecrets:      true,
-		NodePrefix:         "tether-",
+		NodePrefix:         api.DefaultNodePrefix,
 		KubeletAddress:     "127.0.0.1",
 		KubeletPort:        10250,
 		KubeletBind:        "0.0.0.0",
@@ -78,6 +82,8 @@ func NewOptions() *Options {
 		CapacityDebounce:   time.Second,
 		NodeStatusInterval: 30 * time.Second,
 		LeaseDuration:      40,
+		MemberStartTimeout: time.Minute,
+		MemberRetryMax:     2 * time.Minute,
 		LogLevel:           "info",
 	}
 }
@@ -114,6 +120,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.CapacityDebounce, "capacity-debounce", o.CapacityDebounce, "least time between two capacity recomputations of a node")
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", o.NodeStatusInterval, "how often node status is written when nothing changed")
 	fs.Int32Var(&o.LeaseDuration, "lease-duration", o.LeaseDuration, "node lease duration in seconds")
+	fs.DurationVar(&o.MemberStartTimeout, "member-start-timeout", o.MemberStartTimeout, "how long a member may take to sync before it is reported (event MemberNotSynced on its Secret, log, metric); it keeps trying")
+	fs.DurationVar(&o.MemberRetryMax, "member-retry-max", o.MemberRetryMax, "longest wait before a failed member is started again (the wait doubles from 1s up to this)")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&o.DebugAddress, "debug-address", o.DebugAddress, "HTTP address (host:port) of /metrics (Go runtime, process, API requests by apiserver, verb and resource) and /debug/pprof/, without authentication: bind it to loopback; empty: off")
 }
@@ -132,8 +140,8 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 		case !ok || name == "" || path == "":
 			errs = append(errs, fmt.Errorf("--member %q: want NAME=KUBECONFIG", m))
 			continue
-		case len(validation.IsDNS1123Label(name)) > 0:
-			errs = append(errs, fmt.Errorf("--member %q: name must be a DNS label", m))
+		case registry.ValidateMemberName(name, o.NodePrefix) != nil:
+			errs = append(errs, fmt.Errorf("--member %q: %w", m, registry.ValidateMemberName(name, o.NodePrefix)))
 		case seen[name]:
 			errs = append(errs, fmt.Errorf("--member %q: member %s given twice", m, name))
 		}
@@ -161,7 +169,7 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 		p := ports[name]
 		switch {
 		case !seen[name]:
-			errs = append(errs, fmt.Errorf("--member-kubelet-port %s=%d: no --member %s (members from Secrets take annotation %s)", name, p, name, AnnotationKubeletPort))
+			errs = append(errs, fmt.Errorf("--member-kubelet-port %s=%d: no --member %s (members from Secrets take annotation %s)", name, p, name, api.AnnotationKubeletPort))
 		case owner[p] != "":
 			errs = append(errs, fmt.Errorf("--member-kubelet-port %s=%d: port already given to %s", name, p, owner[p]))
 		}
@@ -182,6 +190,7 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 		{"--pod-workers", o.PodWorkers > 0}, {"--health-interval", o.HealthInterval > 0}, {"--health-timeout", o.HealthTimeout > 0},
 		{"--capacity-debounce", o.CapacityDebounce >= 0}, {"--node-status-interval", o.NodeStatusInterval > 0},
 		{"--lease-duration", o.LeaseDuration > 0}, {"--resync", o.Resync >= 0},
+		{"--member-start-timeout", o.MemberStartTimeout > 0}, {"--member-retry-max", o.MemberRetryMax >= time.Second},
 	} {
 		if !p.ok {
 			errs = append(errs, fmt.Errorf("%s: must be positive", p.name))
@@ -193,20 +202,13 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 	return members, errors.Join(errs...)
 }
 
-func validateMemberName(name string) error {
-	if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
-		return fmt.Errorf("member name %q: %s", name, strings.Join(msgs, "; "))
-	}
-	return nil
-}
-
 // parseMemberPorts reads the --member-kubelet-port values.
 func parseMemberPorts(values []string) (map[string]int32, error) {
 	out := map[string]int32{}
 	var errs []error
 	for _, v := range values {
 		name, port, ok := strings.Cut(v, "=")
-		p, err := parsePort(port)
+		p, err := registry.ParsePort(port)
 		switch {
 		case !ok || name == "":
 			errs = append(errs, fmt.Errorf("--member-kubelet-port %q: want NAME=PORT", v))
@@ -217,13 +219,4 @@ func parseMemberPorts(values []string) (map[string]int32, error) {
 		}
 	}
 	return out, errors.Join(errs...)
-}
-
-// parsePort reads a TCP port number.
-func parsePort(s string) (int32, error) {
-	p, err := strconv.ParseInt(s, 10, 32)
-	if err != nil || p <= 0 || p > 65535 {
-		return 0, fmt.Errorf("port %q: want a number from 1 to 65535", s)
-	}
-	return int32(p), nil
 }

@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/virtual-kubelet/virtual-kubelet/log"
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +24,7 @@ import (
 	"github.com/tetherkube/tether/internal/cli"
 	"github.com/tetherkube/tether/provider"
 	"github.com/tetherkube/tether/provider/kubelet"
+	"github.com/tetherkube/tether/provider/registry"
 )
 
 // NewCommand is tether-node's command.
@@ -53,9 +56,10 @@ A pod the host scheduler binds to a virtual node is created in its member; its s
 
 // Run serves the members until ctx ends.
 func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
+	metricsRegistry := prometheus.NewRegistry()
 	// Before any client exists, so that every request is counted.
 	if o.DebugAddress != "" {
-		if err := serveDebug(ctx, o.DebugAddress); err != nil {
+		if err := serveDebug(ctx, o.DebugAddress, metricsRegistry); err != nil {
 			return fmt.Errorf("--debug-address %s: %w", o.DebugAddress, err)
 		}
 	}
@@ -87,22 +91,14 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 		}))
 	depFactory := informers.NewSharedInformerFactoryWithOptions(host, o.Resync, informers.WithTransform(provider.TrimForCache))
 	hostPods := podFactory.Core().V1().Pods()
-	shared := &sharedHost{
-		client:     host,
-		clusterID:  clusterID,
-		pods:       hostPods,
-		configMaps: depFactory.Core().V1().ConfigMaps(),
-		secrets:    depFactory.Core().V1().Secrets(),
-		services:   depFactory.Core().V1().Services(),
-		sas:        depFactory.Core().V1().ServiceAccounts(),
-	}
 	// Informers must be requested before the factory starts.
-	synced := []cache.InformerSynced{hostPods.Informer().HasSynced, shared.configMaps.Informer().HasSynced,
-		shared.secrets.Informer().HasSynced, shared.services.Informer().HasSynced, shared.sas.Informer().HasSynced}
+	synced := []cache.InformerSynced{hostPods.Informer().HasSynced,
+		depFactory.Core().V1().ConfigMaps().Informer().HasSynced, depFactory.Core().V1().Secrets().Informer().HasSynced,
+		depFactory.Core().V1().Services().Informer().HasSynced, depFactory.Core().V1().ServiceAccounts().Informer().HasSynced}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: host.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
-	shared.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "tether-node"})
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "tether-node"})
 
 	podFactory.Start(ctx.Done())
 	depFactory.Start(ctx.Done())
@@ -116,8 +112,55 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 	if err != nil {
 		return err
 	}
-	reg := newRegistry(ctx, o, shared, ports)
-	defer reg.stopAll()
+	var members []registry.Member
+	for _, m := range flagMembers {
+		cfg, err := clientcmd.BuildConfigFromFlags("", m.Kubeconfig)
+		if err != nil {
+			return fmt.Errorf("--member %s=%s: %w", m.Name, m.Kubeconfig, err)
+		}
+		members = append(members, registry.Member{Name: m.Name, Config: cfg, Port: ports[m.Name]})
+	}
+	// The kubelet API server routes through the registry, and serves the members' own ports for it.
+	var srv *kubelet.Server
+	reg, err := registry.New(registry.Config{
+		Host:                host,
+		ClusterID:           clusterID,
+		HostPods:            hostPods,
+		HostConfigMaps:      depFactory.Core().V1().ConfigMaps(),
+		HostSecrets:         depFactory.Core().V1().Secrets(),
+		HostServices:        depFactory.Core().V1().Services(),
+		HostServiceAccounts: depFactory.Core().V1().ServiceAccounts(),
+		Recorder:            recorder,
+		Kubelet:             registry.ListenerFunc(func(ctx context.Context, addr string) error { return srv.Serve(ctx, addr) }),
+		Metrics:             metricsRegistry,
+		Members:             members,
+		MemberSecrets:       o.MemberSecrets,
+		Namespace:           o.Namespace,
+		Resync:              o.Resync,
+		StartTimeout:        o.MemberStartTimeout,
+		RetryMax:            o.MemberRetryMax,
+		Node: registry.NodeSettings{
+			NodePrefix:         o.NodePrefix,
+			KeepLabelKeys:      o.KeepLabelKeys,
+			KubeletAddress:     o.KubeletAddress,
+			KubeletPort:        o.KubeletPort,
+			KubeletBind:        o.KubeletBind,
+			MemberQPS:          o.MemberQPS,
+			MemberBurst:        o.MemberBurst,
+			QueueQPS:           o.QueueQPS,
+			QueueBurst:         o.QueueBurst,
+			PodWorkers:         o.PodWorkers,
+			Resync:             o.Resync,
+			HealthInterval:     o.HealthInterval,
+			HealthTimeout:      o.HealthTimeout,
+			CapacityDebounce:   o.CapacityDebounce,
+			NodeStatusInterval: o.NodeStatusInterval,
+			LeaseDuration:      o.LeaseDuration,
+		},
+	})
+	if err != nil {
+		return err
+	}
 	serverCfg := kubelet.ServerConfig{
 		CertFile:      o.TLSCertFile,
 		KeyFile:       o.TLSKeyFile,
@@ -133,25 +176,15 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 			Namespace: o.Namespace, Secret: o.ServingSecret}
 	}
 	// The server exists before any member: a member with a port of its own serves it from its start.
-	reg.kubelet, err = kubelet.NewServer(ctx, serverCfg)
-	if err != nil {
+	if srv, err = kubelet.NewServer(ctx, serverCfg); err != nil {
 		return err
 	}
-	for _, m := range flagMembers {
-		cfg, err := clientcmd.BuildConfigFromFlags("", m.Kubeconfig)
-		if err != nil {
-			return fmt.Errorf("--member %s=%s: %w", m.Name, m.Kubeconfig, err)
-		}
-		if err := reg.start(m.Name, "flag", cfg, ports[m.Name]); err != nil {
-			return fmt.Errorf("--member %s: %w", m.Name, err)
-		}
-	}
-	if o.MemberSecrets {
-		if err := reg.watchSecrets(ctx); err != nil {
-			return err
-		}
-	}
-	err = reg.kubelet.Serve(ctx, net.JoinHostPort(o.KubeletBind, strconv.Itoa(int(o.KubeletPort))))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	regDone := make(chan error, 1)
+	go func() { regDone <- reg.Run(ctx) }()
+	err = srv.Serve(ctx, net.JoinHostPort(o.KubeletBind, strconv.Itoa(int(o.KubeletPort))))
 	log.G(ctx).Info("tether-node stopping")
-	return err
+	cancel()
+	return errors.Join(err, <-regDone)
 }

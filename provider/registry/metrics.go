@@ -1,0 +1,41 @@
+package registry
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	members       prometheus.Gauge
+	startFailures *prometheus.CounterVec
+	notSynced     *prometheus.CounterVec
+	invalid       *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		members: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tether_node_members",
+			Help: "Members this tether-node serves (running or waiting to be started again).",
+		}),
+		startFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tether_node_member_failures_total",
+			Help: "Times a member's virtual node failed to start or stopped on an error, and is started again with backoff.",
+		}, []string{"member"}),
+		notSynced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tether_node_member_not_synced_total",
+			Help: "Starts of a member whose caches had not synced within the start timeout (member unreachable?).",
+		}, []string{"member"}),
+		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tether_node_member_secret_invalid_total",
+			Help: "Member Secrets refused (invalid name, kubeconfig or port annotation).",
+		}, []string{"member"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.members, m.startFailures, m.notSynced, m.invalid} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
