@@ -1,11 +1,14 @@
 package api
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // DefaultHostLevelKeys are label keys that describe virtual nodes, not member nodes: terms on them are kept on the
@@ -70,4 +73,25 @@ func (h HostLevel) namesVirtualNodes(values []string) bool {
 		}
 	}
 	return true
+}
+
+// Flags that tether-node and tether-webhook share, by contract under the same names.
+const (
+	FlagNodePrefix    = "node-prefix"
+	FlagKeepLabelKeys = "keep-label-keys"
+)
+
+// Validate reports every problem of h, named by the flags that set it: a prefix that does not make node names, keys
+// that are not label keys.
+func (h HostLevel) Validate() error {
+	var errs []error
+	if h.VirtualNodePrefix != "" && len(validation.IsDNS1123Subdomain(h.VirtualNodePrefix+"x")) > 0 {
+		errs = append(errs, fmt.Errorf("--%s %q: node names must be DNS subdomains", FlagNodePrefix, h.VirtualNodePrefix))
+	}
+	for _, k := range h.Keys {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--%s %q: %s", FlagKeepLabelKeys, k, strings.Join(msgs, "; ")))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/provider/registry"
@@ -95,8 +94,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Tether's namespace in the host, where member Secrets live")
 	fs.BoolVar(&o.MemberSecrets, "member-secrets", o.MemberSecrets, "serve members from host Secrets labelled tether.io/member (key kubeconfig) in --namespace, added and removed at runtime")
 	fs.StringVar(&o.ClusterID, "cluster-id", o.ClusterID, "name of the host cluster in ownership labels (default: UID of the host's kube-system namespace)")
-	fs.StringVar(&o.NodePrefix, "node-prefix", o.NodePrefix, "virtual nodes are named <prefix><member>")
-	fs.StringSliceVar(&o.KeepLabelKeys, "keep-label-keys", o.KeepLabelKeys, "label keys that describe virtual nodes, in addition to tether.io/member, type and kubernetes.io/hostname (same flag as tether-webhook)")
+	fs.StringVar(&o.NodePrefix, api.FlagNodePrefix, o.NodePrefix, "virtual nodes are named <prefix><member>")
+	fs.StringSliceVar(&o.KeepLabelKeys, api.FlagKeepLabelKeys, o.KeepLabelKeys, "label keys that describe virtual nodes, in addition to tether.io/member, type and kubernetes.io/hostname (same flag as tether-webhook)")
 	fs.StringVar(&o.KubeletAddress, "kubelet-address", o.KubeletAddress, "InternalIP of the virtual nodes: where the host apiserver reaches tether-node's kubelet API")
 	fs.Int32Var(&o.KubeletPort, "kubelet-port", o.KubeletPort, "port of tether-node's kubelet API, published on the virtual nodes")
 	fs.StringVar(&o.KubeletBind, "kubelet-bind-address", o.KubeletBind, "address the kubelet API listens on (port --kubelet-port)")
@@ -196,8 +195,8 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 			errs = append(errs, fmt.Errorf("%s: must be positive", p.name))
 		}
 	}
-	if o.NodePrefix != "" && len(validation.IsDNS1123Subdomain(o.NodePrefix+"x")) > 0 {
-		errs = append(errs, fmt.Errorf("--node-prefix %q: node names must be DNS subdomains", o.NodePrefix))
+	if err := api.NewHostLevel(o.NodePrefix, o.KeepLabelKeys).Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return members, errors.Join(errs...)
 }

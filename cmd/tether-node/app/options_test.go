@@ -14,12 +14,14 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	o.MemberPorts = []string{"m2=10251", "m3=0", "m4", "m5=http", "m6=10251", "m7=10257"}
 	o.RotateServing, o.TLSCertFile, o.TLSKeyFile = true, "/c", "/k"
 	o.KubeletAddress = "nowhere"
+	o.KeepLabelKeys = []string{"not a key"}
+	o.Members = append(o.Members, strings.Repeat("m", 60)+"=/k/long")
 	_, err := o.Validate()
 	if err == nil {
 		t.Fatal("want errors")
 	}
 	for _, want := range []string{`--member "bad"`, "given twice", `--member-kubelet-port "m3=0"`, `--member-kubelet-port "m4"`,
-		`--member-kubelet-port "m5=http"`, "m6=10251: port already given to m2", "m7=10257: no --member m7", "--rotate-server-certificates and --tls-cert-file", `--kubelet-address "nowhere"`} {
+		`--member-kubelet-port "m5=http"`, "m6=10251: port already given to m2", "m7=10257: no --member m7", "--rotate-server-certificates and --tls-cert-file", `--kubelet-address "nowhere"`, `--keep-label-keys "not a key"`, "longer than 63"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("errors lack %q:\n%v", want, err)
 		}
