@@ -13,7 +13,7 @@ ifneq ($(TETHER_E2E_CLUSTERS),)
 export TETHER_E2E_CLUSTERS := $(abspath $(TETHER_E2E_CLUSTERS))
 endif
 
-.PHONY: all build vet fmt unit e2e test tools sandbox sandbox-down sandbox-status bench clean
+.PHONY: all build vet lint fmt unit e2e test tools sandbox sandbox-down sandbox-status bench clean
 
 all: build
 
@@ -27,6 +27,11 @@ vet:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# golangci-lint (.golangci.yml), pinned in hack/tools/golangci-lint and built once into the Go build cache.
+GOLANGCI_LINT = $(GO) tool -modfile=hack/tools/golangci-lint/go.mod golangci-lint
+lint:
+	$(GOLANGCI_LINT) run ./...
 
 unit:
 	$(GO) test -count=1 $(UNIT_PKGS)
@@ -42,6 +47,7 @@ e2e: tools
 
 test:
 	@$(PHASE) vet $(MAKE) --no-print-directory vet
+	@$(PHASE) lint $(MAKE) --no-print-directory lint
 	@$(PHASE) unit $(MAKE) --no-print-directory unit
 	@$(PHASE) tools $(MAKE) --no-print-directory tools
 	@$(PHASE) e2e $(MAKE) --no-print-directory e2e

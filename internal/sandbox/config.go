@@ -1,4 +1,4 @@
-// Package harness starts local Kubernetes control planes for Tether's tests, sandbox and benchmarks: one host
+// Package sandbox starts local Kubernetes control planes for Tether's tests, sandbox and benchmarks: one host
 // cluster and N member clusters, offline, with kwokctl's binary runtime and control-plane binaries built from their
 // Go modules (see tools.go). Members get fake kwok nodes; the host gets none and runs no kwok controller, because
 // its nodes are Tether's virtual nodes.

@@ -423,7 +423,7 @@ func (s *scopedInformer) removeAll() {
 	s.regs = nil
 	s.mu.Unlock()
 	for _, reg := range regs {
-		_ = s.SharedIndexInformer.RemoveEventHandler(reg) // fails only for a registration of another informer
+		_ = s.RemoveEventHandler(reg) // fails only for a registration of another informer
 	}
 }
 

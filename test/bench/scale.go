@@ -371,7 +371,7 @@ func nodeBack(ctx context.Context, e *env, since time.Time) bool {
 		return false
 	}
 	l, err := e.host.client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, "tether-m1", metav1.GetOptions{})
-	return err == nil && l.Spec.RenewTime != nil && l.Spec.RenewTime.Time.After(since)
+	return err == nil && l.Spec.RenewTime != nil && l.Spec.RenewTime.After(since)
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

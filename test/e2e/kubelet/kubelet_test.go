@@ -29,8 +29,6 @@ var env *framework.Env
 
 func TestMain(m *testing.M) { os.Exit(framework.Run(m, &env)) }
 
-const timeout = 2 * time.Minute
-
 // runningPod creates a pod on member m1 through the host and waits until it runs.
 func runningPod(t *testing.T) (ns, name string) {
 	t.Helper()
@@ -107,7 +105,8 @@ func TestLogs(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		select {
-		case <-done:
+		case err := <-done:
+			t.Logf("kubectl logs -f ended after cancel: %v", err)
 		case <-time.After(30 * time.Second):
 			t.Fatal("kubectl logs -f did not end after cancel")
 		}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,8 +21,6 @@ import (
 var env *framework.Env
 
 func TestMain(m *testing.M) { os.Exit(framework.Run(m, &env)) }
-
-const timeout = 2 * time.Minute
 
 func offloadNamespace(t *testing.T) string {
 	return env.Host.Namespace(t, map[string]string{api.LabelOffload: api.OffloadEnabled})
