@@ -138,9 +138,6 @@ func New(cfg Config) (*Member, error) {
 	return m, nil
 }
 
-// Name is the member's name.
-func (m *Member) Name() string { return m.cfg.Member }
-
 // NodeName is the virtual node's name.
 func (m *Member) NodeName() string { return m.cfg.NodeName }
 
@@ -207,17 +204,11 @@ func (m *Member) onMemberNode(old, obj any) {
 	m.triggerRecompute()
 }
 
-// OwnedPods lists this node's member pods from the cache.
-func (m *Member) OwnedPods() ([]*corev1.Pod, error) { return m.ownedPods() }
-
 // PodSelector selects this node's pods in the member.
 func (m *Member) PodSelector() string { return m.owner.Selector() }
 
-// KubeletPort is the port of the kubelet API published on this virtual node.
-func (m *Member) KubeletPort() int32 { return m.cfg.KubeletPort }
-
-// ownedPods lists this node's member pods from the cache.
-func (m *Member) ownedPods() ([]*corev1.Pod, error) {
+// OwnedPods lists this node's member pods from the cache.
+func (m *Member) OwnedPods() ([]*corev1.Pod, error) {
 	sel, err := labels.Parse(m.owner.Selector())
 	if err != nil {
 		return nil, err

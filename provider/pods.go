@@ -149,7 +149,7 @@ func (m *Member) GetPodStatus(ctx context.Context, namespace, name string) (*cor
 
 // GetPods returns the host view of every member pod this node owns.
 func (m *Member) GetPods(context.Context) ([]*corev1.Pod, error) {
-	pods, err := m.ownedPods()
+	pods, err := m.OwnedPods()
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (m *Member) NotifyPods(ctx context.Context, cb func(*corev1.Pod)) {
 }
 
 func (m *Member) pushAllStatuses(ctx context.Context) {
-	pods, err := m.ownedPods()
+	pods, err := m.OwnedPods()
 	if err != nil {
 		log.G(ctx).WithError(err).Error("list member pods")
 		return

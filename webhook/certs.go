@@ -107,22 +107,6 @@ func (c *Certs) Ensure(ctx context.Context) error {
 	return nil
 }
 
-// Run renews the certificate when due, checking every interval, until ctx ends.
-func (c *Certs) Run(ctx context.Context, interval time.Duration, onError func(error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := c.Ensure(ctx); err != nil && onError != nil {
-				onError(err)
-			}
-		}
-	}
-}
-
 func (c *Certs) store(s *corev1.Secret, cert *tls.Certificate) {
 	c.cert.Store(cert)
 	ca := append([]byte(nil), s.Data[secretCACert]...)
