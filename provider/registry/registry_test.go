@@ -189,6 +189,15 @@ func (e *env) nodeExists(name string) error {
 	return err
 }
 
+func (e *env) nodeGone(name string) func() error {
+	return func() error {
+		if err := e.nodeExists(name); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("get node %s: %v", name, err)
+		}
+		return nil
+	}
+}
+
 func (e *env) serving(r *Registry, member string, want bool) func() error {
 	return func() error {
 		if got := r.Serving(member); got != want {
@@ -263,12 +272,7 @@ func TestSecretMemberLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "stopped", e.serving(r, "m1", false))
-	eventually(t, "node deleted", func() error {
-		if err := e.nodeExists("tether-m1"); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("get node: %v", err)
-		}
-		return nil
-	})
+	eventually(t, "node deleted", e.nodeGone("tether-m1"))
 	if got := testutil.ToFloat64(r.metrics.members); got != 0 {
 		t.Errorf("tether_node_members = %v after removal", got)
 	}
@@ -405,12 +409,7 @@ func TestRestartsLeaveNothingBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, "stopped", e.serving(r, "m1", false))
-		eventually(t, "node deleted", func() error {
-			if err := e.nodeExists("tether-m1"); !apierrors.IsNotFound(err) {
-				return fmt.Errorf("get node: %v", err)
-			}
-			return nil
-		})
+		eventually(t, "node deleted", e.nodeGone("tether-m1"))
 	}
 	heap := func() uint64 {
 		runtime.GC()

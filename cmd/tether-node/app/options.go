@@ -20,38 +20,25 @@ import (
 // Options are tether-node's flags. Defaults do not cap a 1,000-pod burst: client-go would fall back to 5 QPS and
 // virtual-kubelet's queues to 10/s when nothing is set.
 type Options struct {
-	Kubeconfig     string
-	Members        []string // NAME=KUBECONFIG
-	Namespace      string
-	MemberSecrets  bool
-	ClusterID      string
-	NodePrefix     string
-	KeepLabelKeys  []string
-	KubeletAddress string
-	KubeletPort    int32
-	KubeletBind    string
-	MemberPorts    []string // NAME=PORT
-	RotateServing  bool
-	ServingSecret  string
-	TLSCertFile    string
-	TLSKeyFile     string
-	ClientCAFile   string
-	AnonymousAuth  bool
+	// NodeSettings shape every virtual node (node prefix, kubelet address and ports, member client and queue
+	// limits, intervals).
+	registry.NodeSettings
 
-	HostQPS     float32
-	HostBurst   int
-	MemberQPS   float32
-	MemberBurst int
-	QueueQPS    float64
-	QueueBurst  int
-	PodWorkers  int
+	Kubeconfig    string
+	Members       []string // NAME=KUBECONFIG
+	Namespace     string
+	MemberSecrets bool
+	ClusterID     string
+	MemberPorts   []string // NAME=PORT
+	RotateServing bool
+	ServingSecret string
+	TLSCertFile   string
+	TLSKeyFile    string
+	ClientCAFile  string
+	AnonymousAuth bool
+	HostQPS       float32
+	HostBurst     int
 
-	Resync             time.Duration
-	HealthInterval     time.Duration
-	HealthTimeout      time.Duration
-	CapacityDebounce   time.Duration
-	NodeStatusInterval time.Duration
-	LeaseDuration      int32
 	MemberStartTimeout time.Duration
 	MemberRetryMax     time.Duration
 	LogLevel           string
@@ -61,26 +48,28 @@ type Options struct {
 // NewOptions returns the defaults.
 func NewOptions() *Options {
 	return &Options{
+		NodeSettings: registry.NodeSettings{
+			NodePrefix:         api.DefaultNodePrefix,
+			KubeletAddress:     "127.0.0.1",
+			KubeletPort:        10250,
+			KubeletBind:        "0.0.0.0",
+			MemberQPS:          500,
+			MemberBurst:        1000,
+			QueueQPS:           1000,
+			QueueBurst:         2000,
+			PodWorkers:         20,
+			Resync:             5 * time.Minute,
+			HealthInterval:     5 * time.Second,
+			HealthTimeout:      3 * time.Second,
+			CapacityDebounce:   time.Second,
+			NodeStatusInterval: 30 * time.Second,
+			LeaseDuration:      40,
+		},
 		Namespace:          api.DefaultNamespace,
 		MemberSecrets:      true,
-		NodePrefix:         api.DefaultNodePrefix,
-		KubeletAddress:     "127.0.0.1",
-		KubeletPort:        10250,
-		KubeletBind:        "0.0.0.0",
 		ServingSecret:      "tether-node-serving-cert",
 		HostQPS:            500,
 		HostBurst:          1000,
-		MemberQPS:          500,
-		MemberBurst:        1000,
-		QueueQPS:           1000,
-		QueueBurst:         2000,
-		PodWorkers:         20,
-		Resync:             5 * time.Minute,
-		HealthInterval:     5 * time.Second,
-		HealthTimeout:      3 * time.Second,
-		CapacityDebounce:   time.Second,
-		NodeStatusInterval: 30 * time.Second,
-		LeaseDuration:      40,
 		MemberStartTimeout: time.Minute,
 		MemberRetryMax:     2 * time.Minute,
 		LogLevel:           "info",

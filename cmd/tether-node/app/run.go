@@ -139,24 +139,7 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 		Resync:              o.Resync,
 		StartTimeout:        o.MemberStartTimeout,
 		RetryMax:            o.MemberRetryMax,
-		Node: registry.NodeSettings{
-			NodePrefix:         o.NodePrefix,
-			KeepLabelKeys:      o.KeepLabelKeys,
-			KubeletAddress:     o.KubeletAddress,
-			KubeletPort:        o.KubeletPort,
-			KubeletBind:        o.KubeletBind,
-			MemberQPS:          o.MemberQPS,
-			MemberBurst:        o.MemberBurst,
-			QueueQPS:           o.QueueQPS,
-			QueueBurst:         o.QueueBurst,
-			PodWorkers:         o.PodWorkers,
-			Resync:             o.Resync,
-			HealthInterval:     o.HealthInterval,
-			HealthTimeout:      o.HealthTimeout,
-			CapacityDebounce:   o.CapacityDebounce,
-			NodeStatusInterval: o.NodeStatusInterval,
-			LeaseDuration:      o.LeaseDuration,
-		},
+		Node:                o.NodeSettings,
 	})
 	if err != nil {
 		return err
