@@ -84,7 +84,7 @@ func EnsureConfiguration(ctx context.Context, client kubernetes.Interface, o Con
 		return fmt.Errorf("read MutatingWebhookConfiguration %s: %w", o.Name, err)
 	}
 	if len(have.Webhooks) == 1 && bytes.Equal(have.Webhooks[0].ClientConfig.CABundle, caBundle) &&
-		equality.Semantic.DeepEqual(have.Webhooks, want.Webhooks) {
+		equality.Semantic.DeepEqual(have.Webhooks, want.Webhooks) && have.Labels[api.LabelManagedBy] == api.ManagedByTether {
 		return nil
 	}
 	up := have.DeepCopy()
