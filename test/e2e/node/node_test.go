@@ -5,8 +5,10 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -511,7 +513,7 @@ func TestMemberFromSecret(t *testing.T) {
 	secrets := env.Host.Client.CoreV1().Secrets(ns)
 	if _, err := secrets.Create(t.Context(), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "member-" + name, Labels: map[string]string{api.LabelMember: name}},
-		Data:       map[string][]byte{"kubeconfig": kubeconfig},
+		Data:       map[string][]byte{api.MemberSecretKubeconfig: kubeconfig},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -530,12 +532,38 @@ func TestMemberFromSecret(t *testing.T) {
 	// An invalid one: an event on the Secret, and the others go on.
 	if _, err := secrets.Create(t.Context(), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "member-broken", Labels: map[string]string{api.LabelMember: "broken"}},
-		Data:       map[string][]byte{"kubeconfig": []byte("not a kubeconfig")},
+		Data:       map[string][]byte{api.MemberSecretKubeconfig: []byte("not a kubeconfig")},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitEvent(t, ns, "member-broken", "InvalidMember", "")
 	if err := secrets.Delete(t.Context(), "member-broken", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A hostile one: an exec credential plugin would run a program inside tether-node. It is refused, and the
+	// program never runs.
+	marker := filepath.Join(t.TempDir(), "ran")
+	hostile := fmt.Appendf(nil, `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: ["-c", "touch %s"], interactiveMode: Never}}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`, marker)
+	if _, err := secrets.Create(t.Context(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "member-hostile", Labels: map[string]string{api.LabelMember: "hostile"}},
+		Data:       map[string][]byte{api.MemberSecretKubeconfig: hostile},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, ns, "member-hostile", "InvalidMember", "exec credential plugin")
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the exec plugin of a refused member Secret ran (stat %s: %v)", marker, err)
+	}
+	if _, err := env.Host.Client.CoreV1().Nodes().Get(t.Context(), api.NodeName(api.DefaultNodePrefix, "hostile"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("node of a refused member: %v", err)
+	}
+	if err := secrets.Delete(t.Context(), "member-hostile", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := secrets.Delete(t.Context(), "member-"+name, metav1.DeleteOptions{}); err != nil {
