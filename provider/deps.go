@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 
-	"github.com/virtual-kubelet/virtual-kubelet/log"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -107,20 +106,22 @@ func (m *Member) ensureServiceAccount(ctx context.Context, host *corev1.Pod, nam
 	if err != nil {
 		return fmt.Errorf("service account %s/%s: %w", host.Namespace, name, err)
 	}
-	if _, err := m.sas.ServiceAccounts(host.Namespace).Get(name); err == nil {
+	// The cache holds owned copies only; Owns is checked again so that nothing else can ever pass for one.
+	if have, err := m.sas.ServiceAccounts(host.Namespace).Get(name); err == nil && m.owner.Owns(have) {
 		return nil
 	}
 	want := &corev1.ServiceAccount{ObjectMeta: m.copyMeta(src), AutomountServiceAccountToken: src.AutomountServiceAccountToken}
+	sas := m.cfg.MemberClient.CoreV1().ServiceAccounts(host.Namespace)
 	return m.createCopy(ctx, host, "serviceaccount", name, func() error {
-		_, err := m.cfg.MemberClient.CoreV1().ServiceAccounts(host.Namespace).Create(ctx, want, metav1.CreateOptions{})
+		_, err := sas.Create(ctx, want, metav1.CreateOptions{})
 		return err
-	})
+	}, func() (metav1.Object, error) { return sas.Get(ctx, name, metav1.GetOptions{}) })
 }
 
 func (m *Member) ensureConfigMap(ctx context.Context, host *corev1.Pod, src *corev1.ConfigMap) error {
 	want := &corev1.ConfigMap{ObjectMeta: m.copyMeta(src), Data: src.Data, BinaryData: src.BinaryData, Immutable: src.Immutable}
 	have, err := m.configMaps.ConfigMaps(src.Namespace).Get(src.Name)
-	if err == nil {
+	if err == nil && m.owner.Owns(have) {
 		if equality.Semantic.DeepEqual(have.Data, want.Data) && equality.Semantic.DeepEqual(have.BinaryData, want.BinaryData) &&
 			have.Annotations[api.AnnotationHostUID] == string(src.UID) {
 			return nil
@@ -130,16 +131,17 @@ func (m *Member) ensureConfigMap(ctx context.Context, host *corev1.Pod, src *cor
 		_, err = m.cfg.MemberClient.CoreV1().ConfigMaps(src.Namespace).Update(ctx, up, metav1.UpdateOptions{})
 		return err
 	}
+	cms := m.cfg.MemberClient.CoreV1().ConfigMaps(src.Namespace)
 	return m.createCopy(ctx, host, "configmap", src.Name, func() error {
-		_, err := m.cfg.MemberClient.CoreV1().ConfigMaps(src.Namespace).Create(ctx, want, metav1.CreateOptions{})
+		_, err := cms.Create(ctx, want, metav1.CreateOptions{})
 		return err
-	})
+	}, func() (metav1.Object, error) { return cms.Get(ctx, src.Name, metav1.GetOptions{}) })
 }
 
 func (m *Member) ensureSecret(ctx context.Context, host *corev1.Pod, src *corev1.Secret) error {
 	want := &corev1.Secret{ObjectMeta: m.copyMeta(src), Data: src.Data, Type: src.Type, Immutable: src.Immutable}
 	have, err := m.secrets.Secrets(src.Namespace).Get(src.Name)
-	if err == nil {
+	if err == nil && m.owner.Owns(have) {
 		if equality.Semantic.DeepEqual(have.Data, want.Data) && have.Annotations[api.AnnotationHostUID] == string(src.UID) {
 			return nil
 		}
@@ -148,19 +150,30 @@ func (m *Member) ensureSecret(ctx context.Context, host *corev1.Pod, src *corev1
 		_, err = m.cfg.MemberClient.CoreV1().Secrets(src.Namespace).Update(ctx, up, metav1.UpdateOptions{})
 		return err
 	}
+	secrets := m.cfg.MemberClient.CoreV1().Secrets(src.Namespace)
 	return m.createCopy(ctx, host, "secret", src.Name, func() error {
-		_, err := m.cfg.MemberClient.CoreV1().Secrets(src.Namespace).Create(ctx, want, metav1.CreateOptions{})
+		_, err := secrets.Create(ctx, want, metav1.CreateOptions{})
 		return err
-	})
+	}, func() (metav1.Object, error) { return secrets.Get(ctx, src.Name, metav1.GetOptions{}) })
 }
 
 // createCopy creates an owned copy. An object of that name that the cache of owned copies does not hold is either
-// one being created (a race with ourselves) or not ours: it is left untouched either way.
-func (m *Member) createCopy(ctx context.Context, host *corev1.Pod, kind, name string, create func() error) error {
+// one of ours being created (a race with ourselves: fine) or not Tether's: then the pod must not use it, since it
+// would run with a member's own ServiceAccount or read a member's own Secret. That is a conflict, reported on the
+// host pod; the member object is left untouched and the pod waits.
+func (m *Member) createCopy(ctx context.Context, host *corev1.Pod, kind, name string, create func() error, get func() (metav1.Object, error)) error {
 	err := create()
 	if apierrors.IsAlreadyExists(err) {
-		log.G(ctx).WithField("object", kind+"/"+host.Namespace+"/"+name).Debug("member already has it; an unowned one is left untouched")
-		return nil
+		have, gerr := get()
+		if gerr != nil {
+			return fmt.Errorf("read member %s %s/%s: %w", kind, host.Namespace, name, gerr)
+		}
+		if m.owner.Owns(have) {
+			return nil
+		}
+		msg := fmt.Sprintf("member %s already has %s %s/%s that Tether does not own; it is left untouched and the pod waits", m.cfg.Member, kind, host.Namespace, name)
+		m.cfg.Recorder.Event(host, corev1.EventTypeWarning, ReasonDependencyConflict, msg)
+		return errors.New(msg)
 	}
 	if err != nil {
 		return fmt.Errorf("copy %s %s/%s to member %s: %w", kind, host.Namespace, name, m.cfg.Member, err)

@@ -20,6 +20,7 @@ import (
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/provider/forge"
@@ -53,6 +54,8 @@ type Config struct {
 	HealthInterval, HealthTimeout time.Duration
 	// Probe checks the member's health; nil: GET /readyz on its apiserver.
 	Probe func(context.Context) error
+	// DeniedNamespaces are member namespaces Tether never uses: a pod headed there stays Pending with an event.
+	DeniedNamespaces []string
 	// CapacityDebounce is the least time between two capacity recomputations.
 	CapacityDebounce time.Duration
 }
@@ -83,8 +86,10 @@ type Member struct {
 	startOnce sync.Once
 
 	recompute chan struct{}
-	reachable atomic.Bool
-	health    atomic.Pointer[string] // last probe error, nil when healthy
+	// repairQueue feeds the repair pass (repair.go).
+	repairQueue workqueue.TypedRateLimitingInterface[string]
+	reachable   atomic.Bool
+	health      atomic.Pointer[string] // last probe error, nil when healthy
 }
 
 // New builds a member's virtual node; Run starts it.
@@ -110,6 +115,7 @@ func New(cfg Config) (*Member, error) {
 		ownFactory: informers.NewSharedInformerFactoryWithOptions(cfg.MemberClient, cfg.Resync, informers.WithTransform(TrimForCache),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = owner.Selector() })),
 	}
+	m.repairQueue = m.newRepairQueue()
 	pods := m.factory.Core().V1().Pods()
 	nodes := m.factory.Core().V1().Nodes()
 	namespaces := m.factory.Core().V1().Namespaces()
@@ -202,6 +208,13 @@ func (m *Member) onMemberNode(old, obj any) {
 		return
 	}
 	m.triggerRecompute()
+}
+
+// HasCopyOf reports whether the member pod named like host is this node's copy of that very host pod: owned by
+// this host and node, and annotated with its UID.
+func (m *Member) HasCopyOf(host *corev1.Pod) bool {
+	p, err := m.pods.Pods(host.Namespace).Get(host.Name)
+	return err == nil && m.owner.Owns(p) && p.Annotations[api.AnnotationHostUID] == string(host.UID)
 }
 
 // PodSelector selects this node's pods in the member.

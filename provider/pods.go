@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/log"
@@ -23,12 +24,23 @@ const (
 	ReasonNameConflict      = "MemberNameConflict"
 	ReasonMemberPodDeleted  = "MemberPodDeleted"
 	ReasonMissingDependency = "MissingDependency"
+	// ReasonDependencyConflict: the member has a ServiceAccount, ConfigMap or Secret of the name the pod uses that
+	// Tether does not own.
+	ReasonDependencyConflict = "MemberObjectConflict"
+	// ReasonDeniedNamespace: the pod's namespace is one Tether never uses in members.
+	ReasonDeniedNamespace = "DeniedNamespace"
 )
 
 // CreatePod creates the member pod of a host pod, after what it needs in the member. A member pod this node already
 // owns for the same host pod is adopted, with no write.
 func (m *Member) CreatePod(ctx context.Context, host *corev1.Pod) error {
 	key := host.Namespace + "/" + host.Name
+	if slices.Contains(m.cfg.DeniedNamespaces, host.Namespace) {
+		msg := fmt.Sprintf("namespace %s is not offloaded: tether-node never uses it in members (--denied-namespaces)", host.Namespace)
+		m.cfg.Recorder.Event(host, corev1.EventTypeWarning, ReasonDeniedNamespace, msg)
+		m.pushHostStatus(host, pendingStatus(host, ReasonDeniedNamespace, msg))
+		return nil // nothing to retry until the flag changes
+	}
 	if existing, err := m.pods.Pods(host.Namespace).Get(host.Name); err == nil {
 		return m.reconcileExisting(ctx, host, existing)
 	}
@@ -122,6 +134,11 @@ func (m *Member) GetPod(_ context.Context, namespace, name string) (*corev1.Pod,
 	}
 	if !m.owner.Owns(member) {
 		return nil, errdefs.NotFoundf("pod %s/%s in member %s is not Tether's", namespace, name, m.cfg.Member)
+	}
+	// The copy of an earlier host pod of the same name is not this pod's: the pod controller must create the new
+	// one (CreatePod removes the stale copy first), not take it for this pod's and only "update" it.
+	if host, err := m.cfg.HostPods.Pods(namespace).Get(name); err == nil && string(host.UID) != member.Annotations[api.AnnotationHostUID] {
+		return nil, errdefs.NotFoundf("pod %s/%s in member %s is the copy of an earlier pod", namespace, name, m.cfg.Member)
 	}
 	return m.hostView(member), nil
 }
@@ -231,6 +248,8 @@ func (m *Member) onMemberPodDeleted(obj any) {
 	}
 	host, err := m.cfg.HostPods.Pods(pod.Namespace).Get(pod.Name)
 	if err != nil || string(host.UID) != pod.Annotations[api.AnnotationHostUID] {
+		// A new host pod of that name may have waited for this copy to go: create its own now.
+		m.enqueueRepair(pod.Namespace, pod.Name)
 		return
 	}
 	if host.DeletionTimestamp != nil {

@@ -231,3 +231,72 @@ func TestTrimMemberCacheKeepsWhatTetherReads(t *testing.T) {
 		t.Error("a node must pass")
 	}
 }
+
+// A host user must not get a member's own ServiceAccount (or Secret, or ConfigMap) by naming one of the same name.
+func TestCreatePodDependencyConflict(t *testing.T) {
+	host := hostPod("1")
+	host.Spec.ServiceAccountName = "powerful"
+	m, member, rec := newTestMember(t, []*corev1.Pod{host})
+	hostClient := m.cfg.HostClient.(*fake.Clientset)
+	if _, err := hostClient.CoreV1().ServiceAccounts("shop").Create(t.Context(), &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Name: "powerful", Namespace: "shop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	theirs := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "powerful", Namespace: "shop", Labels: map[string]string{"team": "ops"}}}
+	if _, err := member.CoreV1().ServiceAccounts("shop").Create(t.Context(), theirs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := m.cfg.HostSAs.ServiceAccounts("shop").Get("powerful"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("host ServiceAccount never reached the cache")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	member.ClearActions()
+	err := m.CreatePod(t.Context(), host)
+	if err == nil || !strings.Contains(err.Error(), "serviceaccount shop/powerful that Tether does not own") {
+		t.Fatalf("err = %v, want a conflict naming the ServiceAccount", err)
+	}
+	for _, a := range writes(member) {
+		if a.GetVerb() != "create" || a.GetResource().Resource == "pods" {
+			t.Errorf("unexpected member write %s %s", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+	got, err := member.CoreV1().ServiceAccounts("shop").Get(t.Context(), "powerful", metav1.GetOptions{})
+	if err != nil || !equality.Semantic.DeepEqual(got.Labels, theirs.Labels) {
+		t.Errorf("the member's ServiceAccount changed: %v, %v", got, err)
+	}
+	select {
+	case ev := <-rec.Events:
+		if !strings.Contains(ev, ReasonDependencyConflict) {
+			t.Errorf("event %q", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no event")
+	}
+}
+
+func TestCreatePodDeniedNamespace(t *testing.T) {
+	host := hostPod("1")
+	host.Namespace = metav1.NamespaceSystem
+	m, member, rec := newTestMember(t, []*corev1.Pod{host})
+	m.cfg.DeniedNamespaces = []string{metav1.NamespaceSystem}
+	if err := m.CreatePod(t.Context(), host); err != nil {
+		t.Fatal(err)
+	}
+	if w := writes(member); len(w) != 0 {
+		t.Errorf("member writes for a denied namespace: %v", w)
+	}
+	select {
+	case ev := <-rec.Events:
+		if !strings.Contains(ev, ReasonDeniedNamespace) {
+			t.Errorf("event %q", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no event")
+	}
+}

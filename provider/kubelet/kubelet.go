@@ -43,6 +43,9 @@ type Member struct {
 	Metrics     metricsclient.Interface
 	PodSelector string
 	OwnedPods   func() ([]*corev1.Pod, error)
+	// HasCopyOf reports whether the member pod of the host pod's name is Tether's copy of that very pod (owned,
+	// with its UID): nothing is relayed to any other member pod.
+	HasCopyOf func(host *corev1.Pod) bool
 }
 
 // Router finds the member of a host pod (by the virtual node it is bound to), and the virtual nodes published on
@@ -318,6 +321,12 @@ func forwardOne(ctx context.Context, conn httpstream.Connection, port int32, str
 // NotFound is the error for a pod no virtual node knows.
 func NotFound(namespace, pod string) error {
 	return errdefs.NotFoundf("pod %s/%s is not on a virtual node of this tether-node", namespace, pod)
+}
+
+// NoCopy is the error for a host pod whose member has no pod that is Tether's copy of it (none, or one Tether does
+// not own, or the copy of an older pod of the same name).
+func NoCopy(namespace, pod, member string) error {
+	return errdefs.NotFoundf("pod %s/%s: member %s has no copy of this pod that Tether owns", namespace, pod, member)
 }
 
 func metaTime(t time.Time) metav1.Time { return metav1.NewTime(t) }

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	corev1informers "k8s.io/client-go/informers/core/v1"
+	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -270,6 +271,7 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 		HealthTimeout:    n.HealthTimeout,
 		Probe:            clients.Probe,
 		CapacityDebounce: n.CapacityDebounce,
+		DeniedNamespaces: n.DeniedNamespaces,
 	})
 	if err != nil {
 		return err
@@ -317,7 +319,7 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 	}
 	nodeName := m.NodeName()
 	pc, err := node.NewPodController(node.PodControllerConfig{
-		PodClient:                            r.cfg.Host.CoreV1(),
+		PodClient:                            m.HostPodClient(r.cfg.Host.CoreV1()),
 		PodInformer:                          scoped,
 		EventRecorder:                        warningsOnly{r.cfg.Recorder},
 		Provider:                             m,
@@ -358,13 +360,14 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 			return
 		}
 		parts.Go(func() { fail("pod controller", pc.Run(ctx, n.PodWorkers)) })
+		parts.Go(func() { m.RunRepair(ctx, n.RepairInterval, 2) })
 		select {
 		case <-ctx.Done():
 			return
 		case <-pc.Ready():
 		}
 		run.serving.Store(&kubelet.Member{Name: s.Name, NodeName: nodeName, Client: clients.Kube, Config: cfg,
-			Metrics: clients.Metrics, PodSelector: m.PodSelector(), OwnedPods: m.OwnedPods})
+			Metrics: clients.Metrics, PodSelector: m.PodSelector(), OwnedPods: m.OwnedPods, HasCopyOf: m.HasCopyOf})
 		log.G(ctx).WithField("node", nodeName).WithField("source", s.source).Info("serving member")
 	})
 
@@ -387,6 +390,11 @@ func newScopedPodInformer(p corev1informers.PodInformer) *scopedPodInformer {
 }
 
 func (s *scopedPodInformer) Informer() cache.SharedIndexInformer { return s.inf }
+
+// Lister hands out copies: with SkipDownwardAPIResolution the pod controller changes the pods it gets.
+func (s *scopedPodInformer) Lister() corev1listers.PodLister {
+	return provider.CopyingPodLister(s.PodInformer.Lister())
+}
 
 func (s *scopedPodInformer) removeHandlers() { s.inf.removeAll() }
 

@@ -92,6 +92,11 @@ type NodeSettings struct {
 	QueueBurst  int
 	PodWorkers  int
 
+	// RepairInterval paces the repair pass, which puts right what the pod controller's queues gave up on.
+	RepairInterval time.Duration
+	// DeniedNamespaces are member namespaces never used (kube-system, …).
+	DeniedNamespaces []string
+
 	Resync             time.Duration
 	HealthInterval     time.Duration
 	HealthTimeout      time.Duration
@@ -406,14 +411,21 @@ func (r *Registry) Pods(context.Context) ([]*corev1.Pod, error) {
 	return out, nil
 }
 
-// MemberOf finds the member a host pod runs in, for the kubelet API: only members that run are routed to.
+// MemberOf finds the member a host pod runs in, for the kubelet API: only members that run are routed to, and only
+// when the member pod of that name is Tether's copy of this host pod.
 func (r *Registry) MemberOf(namespace, pod string) (*kubelet.Member, error) {
-	if node := r.NodeOf(namespace, pod); node != "" {
-		for _, m := range r.serving() {
-			if m.NodeName == node {
-				return m, nil
-			}
+	host, err := r.cfg.HostPods.Lister().Pods(namespace).Get(pod)
+	if err != nil || host.Spec.NodeName == "" {
+		return nil, kubelet.NotFound(namespace, pod)
+	}
+	for _, m := range r.serving() {
+		if m.NodeName != host.Spec.NodeName {
+			continue
 		}
+		if m.HasCopyOf == nil || !m.HasCopyOf(host) {
+			return nil, kubelet.NoCopy(namespace, pod, m.Name)
+		}
+		return m, nil
 	}
 	return nil, kubelet.NotFound(namespace, pod)
 }

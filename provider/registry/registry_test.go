@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
@@ -116,7 +117,8 @@ func (e *env) start(mutate func(*Config)) *Registry {
 		RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, StartTimeout: time.Minute,
 		Node: NodeSettings{NodePrefix: api.DefaultNodePrefix, KubeletAddress: "127.0.0.1", KubeletPort: 10250,
 			KubeletBind: "127.0.0.1", MemberQPS: 100, MemberBurst: 100, QueueQPS: 100, QueueBurst: 100, PodWorkers: 2,
-			HealthInterval: time.Hour, HealthTimeout: time.Second, NodeStatusInterval: time.Hour, LeaseDuration: 40},
+			HealthInterval: time.Hour, HealthTimeout: time.Second, NodeStatusInterval: time.Hour, LeaseDuration: 40,
+			RepairInterval: time.Minute},
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -465,5 +467,52 @@ func TestBackoff(t *testing.T) {
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("backoff = %v, want %v", got, want)
+	}
+}
+
+// The kubelet API reaches a member pod only when it is Tether's copy of the very host pod asked for.
+func TestMemberOfOnlyOwnedCopies(t *testing.T) {
+	e := newEnv(t)
+	e.member("https://m1")
+	ctx := t.Context()
+	owner := api.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
+	hostPod := func(name, uid string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "app", UID: types.UID(uid)},
+			Spec: corev1.PodSpec{NodeName: "tether-m1"}}
+	}
+	memberPod := func(name string, labels map[string]string, hostUID string) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "app", Labels: labels}}
+		if hostUID != "" {
+			p.Annotations = map[string]string{api.AnnotationHostUID: hostUID}
+		}
+		return p
+	}
+	for _, p := range []*corev1.Pod{hostPod("copy", "u1"), hostPod("unowned", "u2"), hostPod("older", "u3"), hostPod("none", "u4")} {
+		if _, err := e.host.CoreV1().Pods("app").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []*corev1.Pod{memberPod("copy", owner.Labels(), "u1"), memberPod("unowned", map[string]string{"app": "theirs"}, "u2"),
+		memberPod("older", owner.Labels(), "u0")} {
+		if _, err := e.members["https://m1"].CoreV1().Pods("app").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.start(func(c *Config) {
+		c.MemberSecrets = false
+		c.Members = []Member{{Name: "m1", Config: &rest.Config{Host: "https://m1"}}}
+	})
+	eventually(t, "serving", e.serving(r, "m1", true))
+	eventually(t, "the owned copy is routed to", func() error {
+		_, err := r.MemberOf("app", "copy")
+		return err
+	})
+	for _, name := range []string{"unowned", "older", "none"} {
+		if m, err := r.MemberOf("app", name); err == nil || !strings.Contains(err.Error(), "no copy of this pod that Tether owns") {
+			t.Errorf("MemberOf(%s) = %v, %v; want a refusal", name, m, err)
+		}
+	}
+	if _, err := r.MemberOf("app", "missing"); err == nil {
+		t.Error("MemberOf(an unknown pod) routes")
 	}
 }

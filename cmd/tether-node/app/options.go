@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/provider/registry"
@@ -64,6 +67,8 @@ func NewOptions() *Options {
 			CapacityDebounce:   time.Second,
 			NodeStatusInterval: 30 * time.Second,
 			LeaseDuration:      40,
+			RepairInterval:     30 * time.Second,
+			DeniedNamespaces:   []string{metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease, api.DefaultNamespace},
 		},
 		Namespace:          api.DefaultNamespace,
 		MemberSecrets:      true,
@@ -82,6 +87,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Members, "member", o.Members, "a member cluster, NAME=KUBECONFIG (repeatable); more come from labelled Secrets")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Tether's namespace in the host, where member Secrets live")
 	fs.BoolVar(&o.MemberSecrets, "member-secrets", o.MemberSecrets, "serve members from host Secrets labelled tether.io/member (key kubeconfig) in --namespace, added and removed at runtime")
+	fs.StringSliceVar(&o.DeniedNamespaces, "denied-namespaces", o.DeniedNamespaces, "namespaces tether-node never uses in members: host pods in them stay Pending with an event (DeniedNamespace)")
 	fs.StringVar(&o.ClusterID, "cluster-id", o.ClusterID, "name of the host cluster in ownership labels (default: UID of the host's kube-system namespace)")
 	fs.StringVar(&o.NodePrefix, api.FlagNodePrefix, o.NodePrefix, "virtual nodes are named <prefix><member>")
 	fs.StringSliceVar(&o.KeepLabelKeys, api.FlagKeepLabelKeys, o.KeepLabelKeys, "label keys that describe virtual nodes, in addition to tether.io/member, type and kubernetes.io/hostname (same flag as tether-webhook)")
@@ -107,6 +113,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.HealthTimeout, "health-timeout", o.HealthTimeout, "timeout of one /readyz probe")
 	fs.DurationVar(&o.CapacityDebounce, "capacity-debounce", o.CapacityDebounce, "least time between two capacity recomputations of a node")
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", o.NodeStatusInterval, "how often node status is written when nothing changed")
+	fs.DurationVar(&o.RepairInterval, "repair-interval", o.RepairInterval, "how often the repair pass compares host pods and member pods from the caches and puts right what the pod controller gave up on")
 	fs.Int32Var(&o.LeaseDuration, "lease-duration", o.LeaseDuration, "node lease duration in seconds")
 	fs.DurationVar(&o.MemberStartTimeout, "member-start-timeout", o.MemberStartTimeout, "how long a member may take to sync before it is reported (event MemberNotSynced on its Secret, log, metric); it keeps trying")
 	fs.DurationVar(&o.MemberRetryMax, "member-retry-max", o.MemberRetryMax, "longest wait before a failed member is started again (the wait doubles from 1s up to this)")
@@ -178,11 +185,14 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 		{"--pod-workers", o.PodWorkers > 0}, {"--health-interval", o.HealthInterval > 0}, {"--health-timeout", o.HealthTimeout > 0},
 		{"--capacity-debounce", o.CapacityDebounce >= 0}, {"--node-status-interval", o.NodeStatusInterval > 0},
 		{"--lease-duration", o.LeaseDuration > 0}, {"--resync", o.Resync >= 0},
-		{"--member-start-timeout", o.MemberStartTimeout > 0}, {"--member-retry-max", o.MemberRetryMax >= time.Second},
+		{"--member-start-timeout", o.MemberStartTimeout > 0}, {"--repair-interval", o.RepairInterval > 0}, {"--member-retry-max", o.MemberRetryMax >= time.Second},
 	} {
 		if !p.ok {
 			errs = append(errs, fmt.Errorf("%s: must be positive", p.name))
 		}
+	}
+	if msgs := validation.IsValidLabelValue(o.ClusterID); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--cluster-id %q: it is a label value: %s", o.ClusterID, strings.Join(msgs, "; ")))
 	}
 	if err := api.NewHostLevel(o.NodePrefix, o.KeepLabelKeys).Validate(); err != nil {
 		errs = append(errs, err)

@@ -265,3 +265,73 @@ func TestAuthentication(t *testing.T) {
 		t.Errorf("unknown pod: %d %q, want 404 naming it", code, body)
 	}
 }
+
+// A host pod whose member pod of the same name is not Tether's (it waits with MemberNameConflict) gives its user no
+// way into that member pod: exec, logs and port-forward through the host are refused, and nothing runs there.
+func TestNoWayIntoUnownedMemberPods(t *testing.T) {
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	m1 := env.Member(t, "m1")
+	if _, err := m1.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	spec := corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}}
+	if _, err := m1.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "victim"}, Spec: spec}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, 2*time.Minute, "the member's own pod Running", func(ctx context.Context) error {
+		p, err := m1.Client.CoreV1().Pods(ns).Get(ctx, "victim", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("phase %s", p.Status.Phase)
+		}
+		return nil
+	})
+	hostSpec := spec
+	hostSpec.NodeSelector = map[string]string{api.LabelMember: "m1"}
+	hostSpec.Tolerations = api.Tolerations(300)[:1]
+	if _, err := env.Host.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "victim"}, Spec: hostSpec}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, 2*time.Minute, "host pod bound to tether-m1", func(ctx context.Context) error {
+		p, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, "victim", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Spec.NodeName == "" {
+			return fmt.Errorf("not bound")
+		}
+		return nil
+	})
+
+	dir := t.TempDir()
+	hostMarker, memberMarker := dir+"/through-the-host", dir+"/in-the-member"
+	res, err := env.Host.Kubectl(ctx, nil, "exec", "-n", ns, "victim", "--", "touch", hostMarker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, "no copy of this pod that Tether owns") {
+		t.Errorf("kubectl exec through the host: exit %d, stderr %q; want a refusal", res.ExitCode, res.Stderr)
+	}
+	for _, args := range [][]string{{"logs", "-n", ns, "victim"}, {"attach", "-n", ns, "victim"}} {
+		res, err := env.Host.Kubectl(ctx, nil, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode == 0 || strings.Contains(res.Stdout, sandbox.LogLines[0]) {
+			t.Errorf("kubectl %s through the host: exit %d, stdout %q; want a refusal", args[0], res.ExitCode, res.Stdout)
+		}
+	}
+	// The same exec straight to the member works, so the refusal above is Tether's.
+	if res, err := m1.Kubectl(ctx, nil, "exec", "-n", ns, "victim", "--", "touch", memberMarker); err != nil || res.ExitCode != 0 {
+		t.Fatalf("exec in the member: %v, %+v", err, res)
+	}
+	if _, err := os.Stat(memberMarker); err != nil {
+		t.Fatalf("exec in the member ran nothing: %v", err)
+	}
+	if _, err := os.Stat(hostMarker); err == nil {
+		t.Error("the command sent through the host ran in the member's own pod")
+	}
+}

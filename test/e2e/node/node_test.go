@@ -624,3 +624,72 @@ func TestSchedulingAnnotation(t *testing.T) {
 		t.Errorf("a member pod was created for the malformed one: %v", err)
 	}
 }
+
+// A host user who names a member's own ServiceAccount and Secret gets neither: the pod waits with an event, and
+// the member's objects are left as they are. Pods in member namespaces Tether never uses wait too.
+func TestMemberObjectsAreNotLent(t *testing.T) {
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	m1 := env.Member(t, "m1")
+	if _, err := m1.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	powerful, err := m1.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Name: "powerful", Labels: map[string]string{"team": "member-admins"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := m1.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "member-only"}, Data: map[string][]byte{"password": []byte("member's own")}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The host user's namesakes.
+	if _, err := env.Host.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "powerful"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Host.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "member-only"},
+		Data: map[string][]byte{"password": []byte("host user's")}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	asSA := offloadedSpec(onMember("m1"), func(s *corev1.PodSpec) { s.ServiceAccountName = "powerful" })
+	withSecret := offloadedSpec(onMember("m1"), func(s *corev1.PodSpec) {
+		s.Volumes = []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "member-only"}}}}
+	})
+	for name, spec := range map[string]corev1.PodSpec{"as-sa": asSA, "with-secret": withSecret} {
+		if _, err := env.Host.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitEvent(t, ns, "as-sa", "MemberObjectConflict", "serviceaccount "+ns+"/powerful")
+	waitEvent(t, ns, "with-secret", "MemberObjectConflict", "secret "+ns+"/member-only")
+	for _, name := range []string{"as-sa", "with-secret"} {
+		if _, err := m1.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("member pod %s exists (%v): it would run with the member's own objects", name, err)
+		}
+		if p, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil || p.Status.Phase != corev1.PodPending {
+			t.Errorf("host pod %s: %v, %v; want Pending", name, p.Status.Phase, err)
+		}
+	}
+	if sa, err := m1.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "powerful", metav1.GetOptions{}); err != nil || sa.ResourceVersion != powerful.ResourceVersion {
+		t.Errorf("the member's ServiceAccount was touched: %v", err)
+	}
+	if s, err := m1.Client.CoreV1().Secrets(ns).Get(ctx, "member-only", metav1.GetOptions{}); err != nil || s.ResourceVersion != secret.ResourceVersion ||
+		string(s.Data["password"]) != "member's own" {
+		t.Errorf("the member's Secret was touched: %v", err)
+	}
+
+	// kube-system is never used in a member.
+	sys, err := env.Host.Client.CoreV1().Pods(metav1.NamespaceSystem).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "offloaded-"}, Spec: offloadedSpec(onMember("m1"))}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Host.Client.CoreV1().Pods(metav1.NamespaceSystem).Delete(context.WithoutCancel(ctx), sys.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	})
+	waitEvent(t, metav1.NamespaceSystem, sys.Name, "DeniedNamespace", "")
+	if _, err := m1.Client.CoreV1().Pods(metav1.NamespaceSystem).Get(ctx, sys.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("member pod in kube-system: %v", err)
+	}
+}

@@ -1,0 +1,172 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/test/e2e/framework"
+)
+
+const lingerFinalizer = "e2e.tether.io/linger"
+
+// runOnM1 creates a host pod pinned to m1 and waits until it runs there.
+func runOnM1(t *testing.T, ns, name string, opts ...podSpecOpt) (host, member *corev1.Pod) {
+	t.Helper()
+	if _, err := env.Host.Client.CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: offloadedSpec(append([]podSpecOpt{onMember("m1")}, opts...)...),
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return env.RunningIn(t, ns, name, "m1")
+}
+
+// linger puts a finalizer on a member pod, so that it stays Terminating until release.
+func linger(t *testing.T, ns, name string) (release func()) {
+	t.Helper()
+	pods := env.Member(t, "m1").Client.CoreV1().Pods(ns)
+	patch := fmt.Appendf(nil, `{"metadata":{"finalizers":[%q]}}`, lingerFinalizer)
+	if _, err := pods.Patch(t.Context(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release = func() {
+		if released {
+			return
+		}
+		released = true
+		if _, err := pods.Patch(context.WithoutCancel(t.Context()), name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`),
+			metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("remove the finalizer of member pod %s: %v", name, err)
+		}
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// The host pod goes only once its member pod is gone: a member pod that takes longer than the grace period keeps
+// its host pod Terminating, so that no replacement runs beside it.
+func TestHostPodWaitsForItsMemberPod(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	runOnM1(t, ns, "slow")
+	release := linger(t, ns, "slow")
+	if err := env.Host.Client.CoreV1().Pods(ns).Delete(t.Context(), "slow", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](2)}); err != nil {
+		t.Fatal(err)
+	}
+	// The host pod's deletionTimestamp is when its grace period ends: watch it stay well past that.
+	var end time.Time
+	framework.Eventually(t, timeout, "host pod still Terminating 10 s past its grace period", func(ctx context.Context) error {
+		p, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, "slow", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("host pod gone while its member pod lingers: %v", err)
+		}
+		if p.DeletionTimestamp == nil {
+			return fmt.Errorf("not deleting yet")
+		}
+		end = p.DeletionTimestamp.Add(10 * time.Second)
+		if time.Now().Before(end) {
+			return fmt.Errorf("%s to go", time.Until(end).Round(time.Second))
+		}
+		return nil
+	})
+	release()
+	framework.Eventually(t, timeout, "host pod gone once its member pod is", func(ctx context.Context) error {
+		_, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, "slow", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there: %v", err)
+	})
+}
+
+// A host pod force-deleted and created again under the same name (what a StatefulSet does with web-0) runs as
+// soon as the copy of its predecessor is gone, without waiting for a resync.
+func TestSameNameRecreation(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	_, old := runOnM1(t, ns, "web-0")
+	release := linger(t, ns, "web-0")
+	hostPods := env.Host.Client.CoreV1().Pods(ns)
+	if err := hostPods.Delete(t.Context(), "web-0", *metav1.NewDeleteOptions(0)); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, timeout, "old host pod gone", func(ctx context.Context) error {
+		if _, err := hostPods.Get(ctx, "web-0", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %v", err)
+		}
+		return nil
+	})
+	fresh, err := hostPods.Create(t.Context(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0"}, Spec: offloadedSpec(onMember("m1"))}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := env.Member(t, "m1").Client.CoreV1().Pods(ns)
+	framework.Eventually(t, timeout, "the old copy Terminating, the new host pod waiting", func(ctx context.Context) error {
+		mp, err := m1.Get(ctx, "web-0", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if mp.UID != old.UID || mp.DeletionTimestamp == nil {
+			return fmt.Errorf("member pod %s, deleting %v", mp.UID, mp.DeletionTimestamp != nil)
+		}
+		return nil
+	})
+	release()
+	released := time.Now()
+	framework.Eventually(t, timeout, "new host pod Running on its own copy", func(ctx context.Context) error {
+		h, err := hostPods.Get(ctx, "web-0", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mp, err := m1.Get(ctx, "web-0", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if h.Status.Phase != corev1.PodRunning || mp.Annotations[api.AnnotationHostUID] != string(fresh.UID) {
+			return fmt.Errorf("host %s, member copy of %s", h.Status.Phase, mp.Annotations[api.AnnotationHostUID])
+		}
+		return nil
+	})
+	if took := time.Since(released); took > 10*time.Second {
+		t.Errorf("the new pod ran %s after the old copy went, want ≤ 10 s", took.Round(100*time.Millisecond))
+	}
+}
+
+// A create that is retried (here: a Secret that appears late) is no failure, also for restartPolicy: Never.
+func TestNeverPodWaitsForALateSecret(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	hostPods := env.Host.Client.CoreV1().Pods(ns)
+	if _, err := hostPods.Create(t.Context(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "once"}, Spec: offloadedSpec(onMember("m1"),
+		func(s *corev1.PodSpec) {
+			s.RestartPolicy = corev1.RestartPolicyNever
+			s.Volumes = []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "late"}}}}
+		})}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, ns, "once", "MissingDependency", "secret/late")
+	framework.Eventually(t, timeout, "the failed create written as Pending", func(ctx context.Context) error {
+		p, err := hostPods.Get(ctx, "once", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase == corev1.PodFailed {
+			t.Fatalf("a restartPolicy: Never pod marked Failed for a retried create: %s", p.Status.Message)
+		}
+		if p.Status.Reason != "ProviderFailed" {
+			return fmt.Errorf("phase %s, reason %q", p.Status.Phase, p.Status.Reason)
+		}
+		return nil
+	})
+	if _, err := env.Host.Client.CoreV1().Secrets(ns).Create(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "late"},
+		Data: map[string][]byte{"k": []byte("v")}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	env.RunningIn(t, ns, "once", "m1")
+}
