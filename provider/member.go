@@ -54,8 +54,14 @@ type Config struct {
 	HealthInterval, HealthTimeout time.Duration
 	// Probe checks the member's health; nil: GET /readyz on its apiserver.
 	Probe func(context.Context) error
+	// ServerVersion reads the member's Kubernetes version (the virtual node's VERSION); nil: its apiserver's
+	// gitVersion.
+	ServerVersion func(context.Context) (string, error)
 	// DeniedNamespaces are member namespaces Tether never uses: a pod headed there stays Pending with an event.
 	DeniedNamespaces []string
+	// OffloadDaemonSetPods lets DaemonSet pods bound to the virtual node (a DaemonSet that tolerates every taint)
+	// run in the member; by default they wait with an event, as they would on a node they do not fit.
+	OffloadDaemonSetPods bool
 	// CapacityDebounce is the least time between two capacity recomputations.
 	CapacityDebounce time.Duration
 }
@@ -90,6 +96,7 @@ type Member struct {
 	repairQueue workqueue.TypedRateLimitingInterface[string]
 	reachable   atomic.Bool
 	health      atomic.Pointer[string] // last probe error, nil when healthy
+	version     atomic.Pointer[string] // the member's Kubernetes version, nil until read
 }
 
 // New builds a member's virtual node; Run starts it.
@@ -104,6 +111,15 @@ func New(cfg Config) (*Member, error) {
 		cfg.Probe = func(ctx context.Context) error {
 			_, err := cfg.MemberClient.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 			return err
+		}
+	}
+	if cfg.ServerVersion == nil {
+		cfg.ServerVersion = func(context.Context) (string, error) {
+			v, err := cfg.MemberClient.Discovery().ServerVersion()
+			if err != nil {
+				return "", err
+			}
+			return v.GitVersion, nil
 		}
 	}
 	owner := api.Owner{ClusterID: cfg.ClusterID, NodeName: cfg.NodeName}

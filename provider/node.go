@@ -98,6 +98,12 @@ func (m *Member) probe(ctx context.Context) {
 	}
 	m.health.Store(nil)
 	m.reachable.Store(true)
+	if !was || m.version.Load() == nil {
+		// Read again on every reconnection: the member may have been upgraded meanwhile.
+		if v, err := m.cfg.ServerVersion(ctx); err == nil {
+			m.version.Store(&v)
+		}
+	}
 	if !was {
 		log.G(ctx).WithField("member", m.cfg.Member).Info("member reachable")
 	}
@@ -161,9 +167,12 @@ func (m *Member) nodeStatus(allocatable corev1.ResourceList, reason, msg string,
 		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: m.cfg.InternalIP}, {Type: corev1.NodeHostName, Address: m.cfg.NodeName}},
 		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: m.cfg.KubeletPort}},
 		NodeInfo: corev1.NodeSystemInfo{
-			OperatingSystem: orDefault(c.OS, "linux"),
-			Architecture:    orDefault(c.Arch, "amd64"),
-			KubeletVersion:  "tether",
+			OperatingSystem:         orDefault(c.OS, "linux"),
+			Architecture:            orDefault(c.Arch, "amd64"),
+			KubeletVersion:          orDefault(m.memberVersion(), "v0.0.0"),
+			OSImage:                 c.OSImage,
+			KernelVersion:           c.Kernel,
+			ContainerRuntimeVersion: c.Runtime,
 		},
 	}
 }
@@ -198,4 +207,12 @@ func sameNode(a, b *corev1.Node) bool {
 	a, b = strip(a), strip(b)
 	return equality.Semantic.DeepEqual(a.Status, b.Status) && equality.Semantic.DeepEqual(a.Labels, b.Labels) &&
 		equality.Semantic.DeepEqual(a.Annotations, b.Annotations)
+}
+
+// memberVersion is the member's Kubernetes version, the virtual node's VERSION ("" until read).
+func (m *Member) memberVersion() string {
+	if v := m.version.Load(); v != nil {
+		return *v
+	}
+	return ""
 }

@@ -29,6 +29,8 @@ const (
 	ReasonDependencyConflict = "MemberObjectConflict"
 	// ReasonDeniedNamespace: the pod's namespace is one Tether never uses in members.
 	ReasonDeniedNamespace = "DeniedNamespace"
+	// ReasonDaemonSetPod: a DaemonSet pod bound to the virtual node is not offloaded.
+	ReasonDaemonSetPod = "DaemonSetPodNotOffloaded"
 )
 
 // CreatePod creates the member pod of a host pod, after what it needs in the member. A member pod this node already
@@ -40,6 +42,12 @@ func (m *Member) CreatePod(ctx context.Context, host *corev1.Pod) error {
 		m.cfg.Recorder.Event(host, corev1.EventTypeWarning, ReasonDeniedNamespace, msg)
 		m.pushHostStatus(host, pendingStatus(host, ReasonDeniedNamespace, msg))
 		return nil // nothing to retry until the flag changes
+	}
+	if isDaemonSetPod(host) && !m.cfg.OffloadDaemonSetPods {
+		msg := "DaemonSet pods are not offloaded (--offload-daemonset-pods)"
+		m.cfg.Recorder.Event(host, corev1.EventTypeWarning, ReasonDaemonSetPod, msg)
+		m.pushHostStatus(host, pendingStatus(host, ReasonDaemonSetPod, msg))
+		return nil
 	}
 	if existing, err := m.pods.Pods(host.Namespace).Get(host.Name); err == nil {
 		return m.reconcileExisting(ctx, host, existing)
@@ -313,4 +321,9 @@ func pendingStatus(host *corev1.Pod, reason, message string) corev1.PodStatus {
 
 func terminal(p *corev1.Pod) bool {
 	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+}
+
+func isDaemonSetPod(p *corev1.Pod) bool {
+	ref := metav1.GetControllerOf(p)
+	return ref != nil && ref.Kind == "DaemonSet"
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	resourcehelper "k8s.io/component-helpers/resource"
+	"k8s.io/utils/ptr"
 
 	"github.com/tetherkube/tether/api"
 )
@@ -298,5 +299,32 @@ func TestCreatePodDeniedNamespace(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("no event")
+	}
+}
+
+func TestCreatePodDaemonSetPodWaits(t *testing.T) {
+	host := hostPod("1")
+	host.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "agent", UID: "ds", Controller: ptr.To(true)}}
+	m, member, rec := newTestMember(t, []*corev1.Pod{host})
+	if err := m.CreatePod(t.Context(), host); err != nil {
+		t.Fatal(err)
+	}
+	if w := writes(member); len(w) != 0 {
+		t.Errorf("member writes for a DaemonSet pod: %v", w)
+	}
+	select {
+	case ev := <-rec.Events:
+		if !strings.Contains(ev, ReasonDaemonSetPod) {
+			t.Errorf("event %q", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no event")
+	}
+	m.cfg.OffloadDaemonSetPods = true
+	if err := m.CreatePod(t.Context(), host); err != nil {
+		t.Fatal(err)
+	}
+	if w := writes(member); len(w) == 0 {
+		t.Error("--offload-daemonset-pods: no member pod")
 	}
 }

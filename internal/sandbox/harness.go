@@ -195,6 +195,12 @@ func up(ctx context.Context, cfg Config, st *State) error {
 // TetherNamespace is Tether's namespace in the host.
 const TetherNamespace = api.DefaultNamespace
 
+// NodeOSImage and NodeRuntime are the OS image and container runtime member nodes report.
+const (
+	NodeOSImage = "kwok fake node"
+	NodeRuntime = "kwok://fake"
+)
+
 func createCluster(ctx context.Context, cfg Config, st *State, c Cluster, host bool, logFile string) error {
 	conf, err := renderKwokctlConfig(cfg.Tools, host, cfg.DisableQPSLimits, cfg.NoMetricsServer, filepath.Join(cfg.Dir, pkiDir),
 		filepath.Join(cfg.Dir, kwokDir, "clusters", c.KwokName, "pki"), logFile, filepath.Join(cfg.Dir, attachLog), cfg.PortForwardTarget)
@@ -343,6 +349,9 @@ func kwokNode(n NodeConfig) *corev1.Node {
 				Architecture:    "amd64",
 				OperatingSystem: "linux",
 				KubeletVersion:  "fake",
+				// What a virtual node shows of its member in `kubectl get nodes -o wide`.
+				OSImage:                 NodeOSImage,
+				ContainerRuntimeVersion: NodeRuntime,
 			},
 			Phase: corev1.NodeRunning,
 		},

@@ -20,8 +20,9 @@ type Capacity struct {
 	Fragments api.Fragments
 	// UsableNodes names the member nodes counted.
 	UsableNodes []string
-	// OS and Arch are the most common ones among usable nodes (empty when there are none).
-	OS, Arch string
+	// OS, Arch, OSImage, Kernel and Runtime are the most common ones among usable nodes (empty when there are
+	// none): what `kubectl get nodes -o wide` shows of the virtual node.
+	OS, Arch, OSImage, Kernel, Runtime string
 }
 
 // UsableNode reports whether a member node can take new pods: Ready, schedulable, no NoSchedule or NoExecute taint.
@@ -47,7 +48,7 @@ func ComputeCapacity(nodes []*corev1.Node, pods []*corev1.Pod, owner api.Owner) 
 	usable := map[string]corev1.ResourceList{} // node → free
 	var names []string
 	total := corev1.ResourceList{}
-	osCount, archCount := map[string]int{}, map[string]int{}
+	osCount, archCount, imageCount, kernelCount, runtimeCount := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
 	for _, n := range nodes {
 		if !UsableNode(n) {
 			continue
@@ -57,6 +58,9 @@ func ComputeCapacity(nodes []*corev1.Node, pods []*corev1.Pod, owner api.Owner) 
 		addTo(total, n.Status.Allocatable)
 		osCount[n.Status.NodeInfo.OperatingSystem]++
 		archCount[n.Status.NodeInfo.Architecture]++
+		imageCount[n.Status.NodeInfo.OSImage]++
+		kernelCount[n.Status.NodeInfo.KernelVersion]++
+		runtimeCount[n.Status.NodeInfo.ContainerRuntimeVersion]++
 	}
 	for _, p := range pods {
 		free, ok := usable[p.Spec.NodeName]
@@ -79,7 +83,8 @@ func ComputeCapacity(nodes []*corev1.Node, pods []*corev1.Pod, owner api.Owner) 
 	}
 	slices.Sort(names)
 	return Capacity{Allocatable: clampZero(total), Fragments: api.Fragments{UsableNodes: frag.UsableNodes, LargestFree: clampZero(frag.LargestFree)},
-		UsableNodes: names, OS: mostCommon(osCount), Arch: mostCommon(archCount)}
+		UsableNodes: names, OS: mostCommon(osCount), Arch: mostCommon(archCount), OSImage: mostCommon(imageCount),
+		Kernel: mostCommon(kernelCount), Runtime: mostCommon(runtimeCount)}
 }
 
 // podRequests are a pod's effective requests (containers, init containers, overhead) plus one "pods".

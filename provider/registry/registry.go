@@ -96,6 +96,8 @@ type NodeSettings struct {
 	RepairInterval time.Duration
 	// DeniedNamespaces are member namespaces never used (kube-system, …).
 	DeniedNamespaces []string
+	// OffloadDaemonSetPods runs DaemonSet pods bound to virtual nodes in members.
+	OffloadDaemonSetPods bool
 
 	Resync             time.Duration
 	HealthInterval     time.Duration

@@ -87,6 +87,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Members, "member", o.Members, "a member cluster, NAME=KUBECONFIG (repeatable); more come from labelled Secrets")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Tether's namespace in the host, where member Secrets live")
 	fs.BoolVar(&o.MemberSecrets, "member-secrets", o.MemberSecrets, "serve members from host Secrets labelled tether.io/member (key kubeconfig) in --namespace, added and removed at runtime")
+	fs.BoolVar(&o.OffloadDaemonSetPods, "offload-daemonset-pods", o.OffloadDaemonSetPods, "run DaemonSet pods that land on a virtual node (their DaemonSet tolerates every taint) in the member; by default they wait with an event")
 	fs.StringSliceVar(&o.DeniedNamespaces, "denied-namespaces", o.DeniedNamespaces, "namespaces tether-node never uses in members: host pods in them stay Pending with an event (DeniedNamespace)")
 	fs.StringVar(&o.ClusterID, "cluster-id", o.ClusterID, "name of the host cluster in ownership labels (default: UID of the host's kube-system namespace)")
 	fs.StringVar(&o.NodePrefix, api.FlagNodePrefix, o.NodePrefix, "virtual nodes are named <prefix><member>")

@@ -52,6 +52,14 @@ func TestVirtualNodes(t *testing.T) {
 		if len(n.Status.Addresses) == 0 || n.Status.Addresses[0].Type != corev1.NodeInternalIP || n.Status.DaemonEndpoints.KubeletEndpoint.Port == 0 {
 			t.Errorf("%s: addresses %v, kubelet port %d", n.Name, n.Status.Addresses, n.Status.DaemonEndpoints.KubeletEndpoint.Port)
 		}
+		// kubectl get nodes -o wide: the member's Kubernetes version and what its nodes run.
+		v, err := m.Client.Discovery().ServerVersion()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info := n.Status.NodeInfo; info.KubeletVersion != v.GitVersion || info.OSImage != sandbox.NodeOSImage || info.ContainerRuntimeVersion != sandbox.NodeRuntime {
+			t.Errorf("%s: node info %+v, want version %s, OS image %q, runtime %q", n.Name, info, v.GitVersion, sandbox.NodeOSImage, sandbox.NodeRuntime)
+		}
 		memberNodes, err := m.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
