@@ -55,13 +55,23 @@ const (
 	RoleAgent   = "agent"
 )
 
+// TaintNoUsableNodes (NoSchedule) is on a virtual node while its member answers but has no node that can take a
+// pod: no new pods go there, and the node stays Ready so that nothing running is evicted.
+const TaintNoUsableNodes = "tether.io/no-usable-nodes"
+
+// NoUsableNodesTaint is that taint.
+func NoUsableNodesTaint() corev1.Taint {
+	return corev1.Taint{Key: TaintNoUsableNodes, Effect: corev1.TaintEffectNoSchedule}
+}
+
 // Reasons of the virtual node's Ready condition.
 const (
 	// ReasonMemberReady: the member answers and has a usable node.
 	ReasonMemberReady = "MemberReady"
 	// ReasonMemberUnreachable: the member's apiserver does not answer (Ready=False).
 	ReasonMemberUnreachable = "MemberUnreachable"
-	// ReasonNoUsableNodes: the member answers but no node of it can take pods (Ready=False).
+	// ReasonNoUsableNodes: the member answers but no node of it can take pods (Ready=True, and the node is
+	// tainted TaintNoUsableNodes).
 	ReasonNoUsableNodes = "NoUsableNodes"
 	// ReasonMemberSyncing: tether-node has not read the member yet (Ready=Unknown).
 	ReasonMemberSyncing = "MemberSyncing"

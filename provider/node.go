@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/provider/forge"
@@ -51,8 +53,17 @@ func (m *Member) RunNode(ctx context.Context) {
 	if last == nil {
 		m.probe(ctx)
 	}
+	var tainted *bool // as last written; nil: not known yet
 	for {
 		node := m.currentNode()
+		if want := noUsableNodes(node); tainted == nil || *tainted != want {
+			if err := m.syncTaint(ctx, want); err != nil {
+				log.G(ctx).WithError(err).WithField("node", m.cfg.NodeName).Warn("taint of a member without usable nodes; retrying")
+				tainted = nil
+			} else {
+				tainted = &want
+			}
+		}
 		if last != nil {
 			keepTransitionTimes(last, node)
 		}
@@ -145,7 +156,9 @@ func (m *Member) currentNode() *corev1.Node {
 
 func (m *Member) nodeStatus(allocatable corev1.ResourceList, reason, msg string, c forge.Capacity) corev1.NodeStatus {
 	ready := corev1.ConditionFalse
-	if reason == api.ReasonMemberReady {
+	if reason == api.ReasonMemberReady || reason == api.ReasonNoUsableNodes {
+		// No usable node is no outage: the node stays Ready (nothing running is evicted) and its taint keeps new
+		// pods away (syncTaint).
 		ready = corev1.ConditionTrue
 	}
 	if allocatable == nil {
@@ -215,4 +228,38 @@ func (m *Member) memberVersion() string {
 		return *v
 	}
 	return ""
+}
+
+// noUsableNodes reports whether node says its member answers but has no usable node.
+func noUsableNodes(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Reason == api.ReasonNoUsableNodes
+		}
+	}
+	return false
+}
+
+// syncTaint puts api.TaintNoUsableNodes on the host node or takes it off, and changes nothing else of its spec
+// (a cordon stays). A node not registered yet is an error: the caller tries again.
+func (m *Member) syncTaint(ctx context.Context, want bool) error {
+	nodes := m.cfg.HostClient.CoreV1().Nodes()
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := nodes.Get(ctx, m.cfg.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		has := slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == api.TaintNoUsableNodes })
+		if has == want {
+			return nil
+		}
+		up := n.DeepCopy()
+		if want {
+			up.Spec.Taints = append(up.Spec.Taints, api.NoUsableNodesTaint())
+		} else {
+			up.Spec.Taints = slices.DeleteFunc(up.Spec.Taints, func(t corev1.Taint) bool { return t.Key == api.TaintNoUsableNodes })
+		}
+		_, err = nodes.Update(ctx, up, metav1.UpdateOptions{})
+		return err
+	})
 }

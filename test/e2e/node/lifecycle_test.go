@@ -170,3 +170,74 @@ func TestNeverPodWaitsForALateSecret(t *testing.T) {
 	}
 	env.RunningIn(t, ns, "once", "m1")
 }
+
+// A member whose nodes are all cordoned is no outage: its virtual node stays Ready (nothing running is evicted)
+// and takes no new pods until a node is usable again.
+func TestNoUsableNodesIsNoOutage(t *testing.T) {
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	m2 := env.Member(t, "m2")
+	if _, err := env.Host.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "running"},
+		Spec: offloadedSpec(onMember("m2"))}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	env.RunningIn(t, ns, "running", "m2")
+	nodes, err := m2.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cordon := func(ctx context.Context, on bool) {
+		for _, n := range nodes.Items {
+			patch := fmt.Appendf(nil, `{"spec":{"unschedulable":%v}}`, on)
+			if _, err := m2.Client.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				t.Errorf("cordon %s=%v: %v", n.Name, on, err)
+			}
+		}
+	}
+	cordon(ctx, true)
+	t.Cleanup(func() { cordon(context.WithoutCancel(ctx), false) })
+	node := api.NodeName(api.DefaultNodePrefix, "m2")
+	tainted := func(n *corev1.Node) bool {
+		for _, tt := range n.Spec.Taints {
+			if tt.Key == api.TaintNoUsableNodes && tt.Effect == corev1.TaintEffectNoSchedule {
+				return true
+			}
+		}
+		return false
+	}
+	framework.Eventually(t, timeout, "tether-m2 Ready, NoUsableNodes, tainted", func(ctx context.Context) error {
+		n, err := env.Host.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && (c.Status != corev1.ConditionTrue || c.Reason != api.ReasonNoUsableNodes) {
+				return fmt.Errorf("Ready=%s (%s)", c.Status, c.Reason)
+			}
+		}
+		if !tainted(n) {
+			return fmt.Errorf("taints %v", n.Spec.Taints)
+		}
+		return nil
+	})
+	if _, err := env.Host.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "new"},
+		Spec: offloadedSpec(onMember("m2"))}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, ns, "new", "FailedScheduling", api.TaintNoUsableNodes)
+	if p, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, "running", metav1.GetOptions{}); err != nil || p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+		t.Errorf("the running pod: %v", err)
+	}
+	cordon(ctx, false)
+	framework.Eventually(t, timeout, "taint gone", func(ctx context.Context) error {
+		n, err := env.Host.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if tainted(n) {
+			return fmt.Errorf("still tainted")
+		}
+		return nil
+	})
+	env.RunningIn(t, ns, "new", "m2")
+}
