@@ -93,9 +93,7 @@ func TestCreatePodNameConflict(t *testing.T) {
 	if w := writes(member); len(w) != 0 {
 		t.Errorf("the unowned member pod was touched: %v", w)
 	}
-	if ev := <-rec.Events; !strings.Contains(ev, ReasonNameConflict) {
-		t.Errorf("event %q", ev)
-	}
+	wantEvent(t, rec, ReasonNameConflict)
 }
 
 func TestCreatePodAdoptsOwnCopy(t *testing.T) {
@@ -271,14 +269,7 @@ func TestCreatePodDependencyConflict(t *testing.T) {
 	if err != nil || !equality.Semantic.DeepEqual(got.Labels, theirs.Labels) {
 		t.Errorf("the member's ServiceAccount changed: %v, %v", got, err)
 	}
-	select {
-	case ev := <-rec.Events:
-		if !strings.Contains(ev, ReasonDependencyConflict) {
-			t.Errorf("event %q", ev)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("no event")
-	}
+	wantEvent(t, rec, ReasonDependencyConflict)
 }
 
 func TestCreatePodDeniedNamespace(t *testing.T) {
@@ -292,14 +283,7 @@ func TestCreatePodDeniedNamespace(t *testing.T) {
 	if w := writes(member); len(w) != 0 {
 		t.Errorf("member writes for a denied namespace: %v", w)
 	}
-	select {
-	case ev := <-rec.Events:
-		if !strings.Contains(ev, ReasonDeniedNamespace) {
-			t.Errorf("event %q", ev)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("no event")
-	}
+	wantEvent(t, rec, ReasonDeniedNamespace)
 }
 
 func TestCreatePodDaemonSetPodWaits(t *testing.T) {
@@ -312,19 +296,25 @@ func TestCreatePodDaemonSetPodWaits(t *testing.T) {
 	if w := writes(member); len(w) != 0 {
 		t.Errorf("member writes for a DaemonSet pod: %v", w)
 	}
-	select {
-	case ev := <-rec.Events:
-		if !strings.Contains(ev, ReasonDaemonSetPod) {
-			t.Errorf("event %q", ev)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("no event")
-	}
+	wantEvent(t, rec, ReasonDaemonSetPod)
 	m.cfg.OffloadDaemonSetPods = true
 	if err := m.CreatePod(t.Context(), host); err != nil {
 		t.Fatal(err)
 	}
 	if w := writes(member); len(w) == 0 {
 		t.Error("--offload-daemonset-pods: no member pod")
+	}
+}
+
+// wantEvent reads the next event and checks its reason; it fails after 10 s without one.
+func wantEvent(t *testing.T, rec *record.FakeRecorder, reason string) {
+	t.Helper()
+	select {
+	case ev := <-rec.Events:
+		if !strings.Contains(ev, reason) {
+			t.Errorf("event %q, want %s", ev, reason)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("no %s event", reason)
 	}
 }
