@@ -166,6 +166,10 @@ func waitEvent(t *testing.T, ns, object, reason, text string) {
 				return nil
 			}
 		}
-		return fmt.Errorf("%d %s events, none mentions %q", len(evs.Items), reason, text)
+		var msgs []string
+		for _, e := range evs.Items {
+			msgs = append(msgs, e.Message)
+		}
+		return fmt.Errorf("%d %s events, none mentions %q: %q", len(evs.Items), reason, text, msgs)
 	})
 }
