@@ -498,6 +498,13 @@ func TestMemberOfOnlyOwnedCopies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The pod controller and the repair pass would put the member right (delete the stale copy, create the
+	// missing ones): the member refuses, so that the state under test stays.
+	for _, verb := range []string{"create", "delete"} {
+		e.members["https://m1"].PrependReactor(verb, "pods", func(k8stesting.Action) (bool, k8sruntime.Object, error) {
+			return true, nil, apierrors.NewServiceUnavailable("frozen for the test")
+		})
+	}
 	r := e.start(func(c *Config) {
 		c.MemberSecrets = false
 		c.Members = []Member{{Name: "m1", Config: &rest.Config{Host: "https://m1"}}}
