@@ -92,8 +92,10 @@ type Member struct {
 	startOnce sync.Once
 
 	recompute chan struct{}
-	// repairQueue feeds the repair pass (repair.go).
+	// repairQueue feeds the repair pass (repair.go); deleted holds the UIDs of member pods deleted lately, which
+	// the pass leaves to the caches to catch up with.
 	repairQueue workqueue.TypedRateLimitingInterface[string]
+	deleted     sync.Map // types.UID → time.Time
 	reachable   atomic.Bool
 	health      atomic.Pointer[string] // last probe error, nil when healthy
 	version     atomic.Pointer[string] // the member's Kubernetes version, nil until read

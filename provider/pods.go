@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/log"
@@ -121,12 +122,11 @@ func (m *Member) deleteMemberPod(ctx context.Context, member *corev1.Pod, grace 
 		GracePeriodSeconds: grace,
 		Preconditions:      metav1.NewUIDPreconditions(string(member.UID)),
 	})
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil // gone, or replaced by a pod that is not this one
-	}
-	if err != nil {
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("delete member pod %s/%s: %w", member.Namespace, member.Name, err)
 	}
+	// Deleted, gone already, or replaced by a pod that is not this one.
+	m.deleted.Store(member.UID, time.Now())
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
@@ -22,8 +23,17 @@ import (
 // enqueue their key at once, so a pod recreated under the same name (a StatefulSet's) is created as soon as the
 // stale copy is gone.
 
-// repairGrace leaves a newly bound host pod to the pod controller for a while before the periodic pass takes it.
-const repairGrace = 15 * time.Second
+// repairGrace leaves a newly bound host pod to the pod controller for a while before the periodic pass takes it;
+// deletedMemory is how long a member pod deleted by Tether is not deleted again while the cache still shows it.
+const (
+	repairGrace   = 15 * time.Second
+	deletedMemory = time.Minute
+)
+
+func (m *Member) deletedLately(uid types.UID) bool {
+	at, ok := m.deleted.Load(uid)
+	return ok && time.Since(at.(time.Time)) < deletedMemory
+}
 
 func (m *Member) newRepairQueue() workqueue.TypedRateLimitingInterface[string] {
 	return workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -73,11 +83,20 @@ func (m *Member) enqueueRepairs(now time.Time) {
 			m.repairQueue.Add(h.Namespace + "/" + h.Name)
 		}
 	}
+	m.deleted.Range(func(uid, at any) bool {
+		if now.Sub(at.(time.Time)) > deletedMemory {
+			m.deleted.Delete(uid)
+		}
+		return true
+	})
 	owned, err := m.OwnedPods()
 	if err != nil {
 		return
 	}
 	for _, p := range owned {
+		if m.deletedLately(p.UID) {
+			continue
+		}
 		h, err := m.cfg.HostPods.Pods(p.Namespace).Get(p.Name)
 		if apierrors.IsNotFound(err) || (err == nil && (h.Spec.NodeName != m.cfg.NodeName || string(h.UID) != p.Annotations[api.AnnotationHostUID])) {
 			m.repairQueue.Add(p.Namespace + "/" + p.Name)
@@ -135,7 +154,7 @@ func (m *Member) repair(ctx context.Context, key string) error {
 	case owned && !isCopy:
 		// A copy whose host pod is gone, or of an earlier pod of that name: it goes (UID-checked). Its deletion
 		// event brings the key back for the host pod, if there is one.
-		if member.DeletionTimestamp == nil {
+		if member.DeletionTimestamp == nil && !m.deletedLately(member.UID) {
 			return m.deleteMemberPod(ctx, member, nil)
 		}
 		return nil
