@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -242,4 +243,72 @@ func TestNoUsableNodesIsNoOutage(t *testing.T) {
 		return nil
 	})
 	env.RunningIn(t, ns, "new", "m2")
+}
+
+// A StatefulSet whose pods are deleted one by one (each comes back under its name) ends with exactly one member
+// pod per host pod, each the copy of the host pod that has its name now.
+func TestStatefulSetPodsDeletedOneByOne(t *testing.T) {
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	labels := map[string]string{"app": "web"}
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: ptr.To[int32](3), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			Template:            corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: offloadedSpec(onMember("m1"))},
+		},
+	}
+	if _, err := env.Host.Client.AppsV1().StatefulSets(ns).Create(ctx, sts, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		env.RunningIn(t, ns, fmt.Sprintf("web-%d", i), "m1")
+	}
+	for i := range 3 {
+		name := fmt.Sprintf("web-%d", i)
+		before, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Host.Client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		framework.Eventually(t, timeout, name+" back as a new pod, Running on its own copy", func(ctx context.Context) error {
+			h, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if h.UID == before.UID || h.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("uid %s (before %s), %s", h.UID, before.UID, h.Status.Phase)
+			}
+			mp, err := env.Member(t, "m1").Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if mp.Annotations[api.AnnotationHostUID] != string(h.UID) || mp.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("member pod is the copy of %s, %s", mp.Annotations[api.AnnotationHostUID], mp.Status.Phase)
+			}
+			return nil
+		})
+	}
+	framework.Eventually(t, timeout, "exactly 3 member pods, each the copy of its host pod", func(ctx context.Context) error {
+		mps, err := env.Member(t, "m1").Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if len(mps.Items) != 3 {
+			return fmt.Errorf("%d member pods", len(mps.Items))
+		}
+		for _, mp := range mps.Items {
+			h, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, mp.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if mp.Annotations[api.AnnotationHostUID] != string(h.UID) || mp.DeletionTimestamp != nil {
+				return fmt.Errorf("member pod %s: copy of %s, deleting %v", mp.Name, mp.Annotations[api.AnnotationHostUID], mp.DeletionTimestamp != nil)
+			}
+		}
+		return nil
+	})
 }
