@@ -279,8 +279,7 @@ func (r *Registry) syncSecret(ctx context.Context, key string) error {
 	s, err := r.secrets.Secrets(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
 		for _, member := range r.membersFrom(source) {
-			r.stop(member)
-			r.deleteNode(ctx, member)
+			r.remove(ctx, member)
 		}
 		return nil
 	}
@@ -292,8 +291,7 @@ func (r *Registry) syncSecret(ctx context.Context, key string) error {
 	// A Secret that names another member now: the old one goes.
 	for _, old := range r.membersFrom(source) {
 		if old != member {
-			r.stop(old)
-			r.deleteNode(ctx, old)
+			r.remove(ctx, old)
 		}
 	}
 	if err != nil {
@@ -343,6 +341,19 @@ func (r *Registry) deleteNode(ctx context.Context, member string) {
 		return
 	}
 	log.G(ctx).WithField("member", member).Info("member removed")
+}
+
+// remove stops a member that left the host, cleans up what Tether created in it, and deletes its virtual node.
+func (r *Registry) remove(ctx context.Context, member string) {
+	r.mu.Lock()
+	run, ok := r.members[member]
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	r.stop(member)
+	r.cleanup(ctx, run.spec)
+	r.deleteNode(ctx, member)
 }
 
 // start runs a member in the background. The caller has made sure no member of that name runs.

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -523,3 +524,135 @@ func TestMemberOfOnlyOwnedCopies(t *testing.T) {
 		t.Error("MemberOf(an unknown pod) routes")
 	}
 }
+
+// A member removed from the host loses what Tether created there for its node, and nothing else.
+func TestRemovedMemberIsCleanedUp(t *testing.T) {
+	e := newEnv(t)
+	e.member("https://m1")
+	ctx := t.Context()
+	owner := api.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
+	sibling := api.Owner{ClusterID: "host-1", NodeName: "tether-m1b"}
+	nsLabels := map[string]string{api.LabelManagedBy: api.ManagedByTether, api.LabelHostCluster: "host-1"}
+	mc := e.members["https://m1"]
+	for _, obj := range []k8sruntime.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ours", Labels: nsLabels}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shared", Labels: nsLabels}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "theirs"}},
+	} {
+		if err := mc.Tracker().Add(obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create := func(obj k8sruntime.Object) {
+		t.Helper()
+		if err := mc.Tracker().Add(obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta := func(ns, name string, l map[string]string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Namespace: ns, Name: name, Labels: l, UID: types.UID(ns + "-" + name)}
+	}
+	// Copies of running host pods: only the cleanup deletes them.
+	copyOf := func(ns, name string) *corev1.Pod {
+		t.Helper()
+		h, err := e.host.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("host-" + ns + "-" + name)},
+			Spec: corev1.PodSpec{NodeName: "tether-m1"}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &corev1.Pod{ObjectMeta: meta(ns, name, owner.Labels())}
+		p.Annotations = map[string]string{api.AnnotationHostUID: string(h.UID)}
+		return p
+	}
+	create(copyOf("ours", "copy"))
+	create(&corev1.ConfigMap{ObjectMeta: meta("ours", "cm", owner.Labels())})
+	create(&corev1.Secret{ObjectMeta: meta("ours", "s", owner.Labels())})
+	create(&corev1.ServiceAccount{ObjectMeta: meta("ours", "sa", owner.Labels())})
+	create(&corev1.ServiceAccount{ObjectMeta: meta("ours", "default", nil)})
+	create(copyOf("shared", "copy"))
+	create(&corev1.Pod{ObjectMeta: meta("shared", "sibling", sibling.Labels())})
+	create(&corev1.Pod{ObjectMeta: meta("theirs", "app", map[string]string{"app": "x"})})
+
+	r := e.start(func(c *Config) { c.StartTimeout = 50 * time.Millisecond })
+	secrets := e.host.CoreV1().Secrets(api.DefaultNamespace)
+	if _, err := secrets.Create(ctx, memberSecret("m1", "m1", kubeconfig("https://m1")), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "serving", e.serving(r, "m1", true))
+	if err := secrets.Delete(ctx, "m1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node deleted", e.nodeGone("tether-m1"))
+	gone := func(err error) bool { return apierrors.IsNotFound(err) }
+	for what, err := range map[string]error{
+		"pod ours/copy":   getErr(mc.CoreV1().Pods("ours").Get(ctx, "copy", metav1.GetOptions{})),
+		"configmap":       getErr(mc.CoreV1().ConfigMaps("ours").Get(ctx, "cm", metav1.GetOptions{})),
+		"secret":          getErr(mc.CoreV1().Secrets("ours").Get(ctx, "s", metav1.GetOptions{})),
+		"serviceaccount":  getErr(mc.CoreV1().ServiceAccounts("ours").Get(ctx, "sa", metav1.GetOptions{})),
+		"namespace ours":  getErr(mc.CoreV1().Namespaces().Get(ctx, "ours", metav1.GetOptions{})),
+		"pod shared/copy": getErr(mc.CoreV1().Pods("shared").Get(ctx, "copy", metav1.GetOptions{})),
+	} {
+		if !gone(err) {
+			t.Errorf("%s left behind (%v)", what, err)
+		}
+	}
+	for what, err := range map[string]error{
+		"the sibling node's pod": getErr(mc.CoreV1().Pods("shared").Get(ctx, "sibling", metav1.GetOptions{})),
+		"namespace shared":       getErr(mc.CoreV1().Namespaces().Get(ctx, "shared", metav1.GetOptions{})),
+		"the member's own pod":   getErr(mc.CoreV1().Pods("theirs").Get(ctx, "app", metav1.GetOptions{})),
+		"namespace theirs":       getErr(mc.CoreV1().Namespaces().Get(ctx, "theirs", metav1.GetOptions{})),
+	} {
+		if err != nil {
+			t.Errorf("%s was deleted (%v)", what, err)
+		}
+	}
+}
+
+// An unreachable member removed from the host keeps what Tether created there, and its node says how to clean up.
+func TestRemovedUnreachableMemberIsLeftAlone(t *testing.T) {
+	e := newEnv(t)
+	e.member("https://m1")
+	ctx := t.Context()
+	owner := api.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
+	mc := e.members["https://m1"]
+	// A running pod and its copy.
+	if _, err := e.host.CoreV1().Pods("ours").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ours", Name: "copy", UID: "host-uid"},
+		Spec: corev1.PodSpec{NodeName: "tether-m1"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mc.Tracker().Add(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ours", Name: "copy", Labels: owner.Labels(),
+		Annotations: map[string]string{api.AnnotationHostUID: "host-uid"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	r := e.start(func(c *Config) {
+		c.NewClients = func(cfg *rest.Config) (Clients, error) {
+			cl, err := e.clients(cfg)
+			cl.Probe = func(context.Context) error {
+				if down.Load() {
+					return errors.New("connection refused")
+				}
+				return nil
+			}
+			return cl, err
+		}
+	})
+	secrets := e.host.CoreV1().Secrets(api.DefaultNamespace)
+	if _, err := secrets.Create(ctx, memberSecret("m1", "m1", kubeconfig("https://m1")), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "serving", e.serving(r, "m1", true))
+	down.Store(true)
+	if err := secrets.Delete(ctx, "m1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node deleted", e.nodeGone("tether-m1"))
+	if _, err := mc.CoreV1().Pods("ours").Get(ctx, "copy", metav1.GetOptions{}); err != nil {
+		t.Errorf("the pod of an unreachable member was deleted: %v", err)
+	}
+	if !e.recorder.has("tether-m1", ReasonMemberLeftBehind, "kubectl delete pods,configmaps,secrets,serviceaccounts -A -l "+owner.Selector()) {
+		t.Errorf("no %s event:\n%s", ReasonMemberLeftBehind, e.recorder)
+	}
+}
+
+func getErr[T any](_ T, err error) error { return err }

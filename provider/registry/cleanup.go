@@ -1,0 +1,182 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/tetherkube/tether/api"
+)
+
+// ReasonMemberLeftBehind on the virtual node of a removed member: the member could not be reached, so what Tether
+// created there is left; the message says how to remove it.
+const ReasonMemberLeftBehind = "MemberCleanupSkipped"
+
+// cleanupTimeout bounds the cleanup of a removed member.
+const cleanupTimeout = 2 * time.Minute
+
+// cleanup deletes, in a member that is being removed, what this virtual node created there: its pods, its copies
+// of ConfigMaps, Secrets and ServiceAccounts (all selected by the node's ownership labels, deleted with UID
+// preconditions), then the namespaces Tether created for this host that hold nothing else. A member that does not
+// answer keeps all of it, and the virtual node gets an event saying how to clean up by hand.
+func (r *Registry) cleanup(parent context.Context, s spec) {
+	ctx, cancel := context.WithTimeout(parent, cleanupTimeout)
+	defer cancel()
+	node := api.NodeName(r.cfg.Node.NodePrefix, s.Name)
+	owner := api.Owner{ClusterID: r.cfg.ClusterID, NodeName: node}
+	logger := log.G(ctx).WithField("member", s.Name)
+	clients, err := r.cfg.NewClients(s.Config)
+	if err == nil {
+		err = probe(ctx, clients)
+	}
+	if err != nil {
+		msg := fmt.Sprintf("member %s was removed while it did not answer (%v): its pods, copies and namespaces are left there; "+
+			"to remove them later run, against the member: kubectl delete pods,configmaps,secrets,serviceaccounts -A -l %s "+
+			"and delete the namespaces labelled %s=%s,%s=%s that are empty", s.Name, err, owner.Selector(),
+			api.LabelManagedBy, api.ManagedByTether, api.LabelHostCluster, r.cfg.ClusterID)
+		logger.Warn(msg)
+		r.cfg.Recorder.Event(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, corev1.EventTypeWarning, ReasonMemberLeftBehind, msg)
+		return
+	}
+	if err := cleanupMember(ctx, clients.Kube, owner); err != nil {
+		logger.WithError(err).Warn("clean up a removed member")
+		return
+	}
+	logger.Info("removed member cleaned up")
+}
+
+func probe(ctx context.Context, c Clients) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if c.Probe != nil {
+		return c.Probe(ctx)
+	}
+	_, err := c.Kube.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	return err
+}
+
+// cleanupMember deletes what owner created in a member, and the namespaces Tether created that hold nothing else.
+func cleanupMember(ctx context.Context, c kubernetes.Interface, owner api.Owner) error {
+	sel := metav1.ListOptions{LabelSelector: owner.Selector()}
+	var errs []error
+	del := func(kind string, list func() []metav1.Object, remove func(ns, name string, o metav1.DeleteOptions) error) {
+		for _, obj := range list() {
+			o := metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(obj.GetUID()))}
+			if err := remove(obj.GetNamespace(), obj.GetName(), o); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				errs = append(errs, fmt.Errorf("delete %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err))
+			}
+		}
+	}
+	core := c.CoreV1()
+	if l, err := core.Pods("").List(ctx, sel); err != nil {
+		errs = append(errs, err)
+	} else {
+		del("pod", func() []metav1.Object { return objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
+			return core.Pods(ns).Delete(ctx, n, o)
+		})
+	}
+	if l, err := core.ConfigMaps("").List(ctx, sel); err != nil {
+		errs = append(errs, err)
+	} else {
+		del("configmap", func() []metav1.Object { return objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
+			return core.ConfigMaps(ns).Delete(ctx, n, o)
+		})
+	}
+	if l, err := core.Secrets("").List(ctx, sel); err != nil {
+		errs = append(errs, err)
+	} else {
+		del("secret", func() []metav1.Object { return objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
+			return core.Secrets(ns).Delete(ctx, n, o)
+		})
+	}
+	if l, err := core.ServiceAccounts("").List(ctx, sel); err != nil {
+		errs = append(errs, err)
+	} else {
+		del("serviceaccount", func() []metav1.Object { return objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
+			return core.ServiceAccounts(ns).Delete(ctx, n, o)
+		})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return deleteEmptyNamespaces(ctx, c, owner)
+}
+
+// deleteEmptyNamespaces deletes the namespaces Tether created for this host cluster in which nothing is left but
+// Tether's own objects (being deleted) and what every namespace has (its default ServiceAccount, kube-root-ca.crt).
+func deleteEmptyNamespaces(ctx context.Context, c kubernetes.Interface, owner api.Owner) error {
+	core := c.CoreV1()
+	nsSel := labels.SelectorFromSet(labels.Set{api.LabelManagedBy: api.ManagedByTether, api.LabelHostCluster: owner.ClusterID})
+	nss, err := core.Namespaces().List(ctx, metav1.ListOptions{LabelSelector: nsSel.String()})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ns := range nss.Items {
+		busy, err := holdsOthers(ctx, c, ns.Name, owner)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if busy {
+			continue
+		}
+		err = core.Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(ns.UID))})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			errs = append(errs, fmt.Errorf("delete namespace %s: %w", ns.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// holdsOthers reports whether namespace ns holds a pod, ConfigMap, Secret or ServiceAccount that is not this
+// node's (another virtual node of the same member counts as someone else) nor one every namespace has.
+func holdsOthers(ctx context.Context, c kubernetes.Interface, ns string, owner api.Owner) (bool, error) {
+	core := c.CoreV1()
+	foreign := func(objs []metav1.Object, standard string) bool {
+		for _, o := range objs {
+			if !owner.Owns(o) && o.GetName() != standard {
+				return true
+			}
+		}
+		return false
+	}
+	pods, err := core.Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return true, err
+	}
+	cms, err := core.ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return true, err
+	}
+	secrets, err := core.Secrets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return true, err
+	}
+	sas, err := core.ServiceAccounts(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return true, err
+	}
+	return foreign(objects(pods.Items), "") || foreign(objects(cms.Items), "kube-root-ca.crt") ||
+		foreign(objects(secrets.Items), "") || foreign(objects(sas.Items), "default"), nil
+}
+
+// objects views a list's items as metav1.Objects.
+func objects[T any, PT interface {
+	*T
+	metav1.Object
+}](items []T) []metav1.Object {
+	out := make([]metav1.Object, len(items))
+	for i := range items {
+		out[i] = PT(&items[i])
+	}
+	return out
+}
