@@ -3,6 +3,8 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/internal/sandbox"
 	"github.com/tetherkube/tether/test/e2e/framework"
 )
 
@@ -308,6 +311,54 @@ func TestStatefulSetPodsDeletedOneByOne(t *testing.T) {
 			if mp.Annotations[api.AnnotationHostUID] != string(h.UID) || mp.DeletionTimestamp != nil {
 				return fmt.Errorf("member pod %s: copy of %s, deleting %v", mp.Name, mp.Annotations[api.AnnotationHostUID], mp.DeletionTimestamp != nil)
 			}
+		}
+		return nil
+	})
+}
+
+// tether-node killed again and again while pods come and go: in the end, exactly one member pod per live host pod
+// and none for a deleted one.
+func TestKilledDuringChurnConverges(t *testing.T) {
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	createDeployment(t, deployment(ns, "churn", 60))
+	deployments := env.Host.Client.AppsV1().Deployments(ns)
+	rng := rand.New(rand.NewPCG(1, 2)) // the same moments on every run
+	sizes := []int32{20, 80, 40, 100, 10, 70, 30, 90, 50, 60}
+	for _, n := range sizes {
+		patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, n)
+		if _, err := deployments.Patch(ctx, "churn", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// Somewhere in the middle of the creates and deletes that follow.
+		time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
+		env.StopProcess(t, sandbox.TetherNode, syscall.SIGKILL)
+		env.StartProcess(t, sandbox.TetherNode)
+	}
+	final := int(sizes[len(sizes)-1])
+	pods := waitRunning(t, ns, "churn", final)
+	live := map[types.UID]bool{}
+	for i := range pods {
+		if pods[i].DeletionTimestamp == nil {
+			live[pods[i].UID] = true
+		}
+	}
+	framework.Eventually(t, 3*timeout, fmt.Sprintf("exactly %d member pods, each of a live host pod", final), func(ctx context.Context) error {
+		n := 0
+		for _, m := range env.Members {
+			mps, err := memberPods(ctx, m, ns)
+			if err != nil {
+				return err
+			}
+			for _, mp := range mps {
+				if !live[types.UID(mp.Annotations[api.AnnotationHostUID])] {
+					return fmt.Errorf("member pod %s/%s is the copy of a deleted host pod", m.Name, mp.Name)
+				}
+			}
+			n += len(mps)
+		}
+		if n != final {
+			return fmt.Errorf("%d member pods", n)
 		}
 		return nil
 	})
