@@ -192,6 +192,11 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 			errs = append(errs, fmt.Errorf("%s: must be positive", p.name))
 		}
 	}
+	for _, ns := range o.DeniedNamespaces {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--denied-namespaces %q: not a namespace name: %s", ns, strings.Join(msgs, "; ")))
+		}
+	}
 	if msgs := validation.IsValidLabelValue(o.ClusterID); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("--cluster-id %q: it is a label value: %s", o.ClusterID, strings.Join(msgs, "; ")))
 	}

@@ -15,16 +15,25 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	o.RotateServing, o.TLSCertFile, o.TLSKeyFile = true, "/c", "/k"
 	o.KubeletAddress = "nowhere"
 	o.KeepLabelKeys = []string{"not a key"}
+	o.DeniedNamespaces = append(o.DeniedNamespaces, "Kube_System")
 	o.Members = append(o.Members, strings.Repeat("m", 60)+"=/k/long")
 	_, err := o.Validate()
 	if err == nil {
 		t.Fatal("want errors")
 	}
 	for _, want := range []string{`--member "bad"`, "given twice", `--member-kubelet-port "m3=0"`, `--member-kubelet-port "m4"`,
-		`--member-kubelet-port "m5=http"`, "m6=10251: port already given to m2", "m7=10257: no --member m7", "--rotate-server-certificates and --tls-cert-file", `--kubelet-address "nowhere"`, `--keep-label-keys "not a key"`, "longer than 63"} {
+		`--member-kubelet-port "m5=http"`, "m6=10251: port already given to m2", "m7=10257: no --member m7", "--rotate-server-certificates and --tls-cert-file", `--kubelet-address "nowhere"`, `--keep-label-keys "not a key"`, "longer than 63", `--denied-namespaces "Kube_System"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("errors lack %q:\n%v", want, err)
 		}
+	}
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	o := NewOptions()
+	o.Members = []string{"m1=/k/m1"}
+	if _, err := o.Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/tetherkube/tether/api"
@@ -171,5 +172,39 @@ func waitEvent(t *testing.T, ns, object, reason, text string) {
 			msgs = append(msgs, e.Message)
 		}
 		return fmt.Errorf("%d %s events, none mentions %q: %q", len(evs.Items), reason, text, msgs)
+	})
+}
+
+// waitOneCopyEach waits until the members hold exactly one Running pod per live host pod of pods (those not being
+// deleted), each the copy of one of them, and none of a deleted one.
+func waitOneCopyEach(t *testing.T, ns string, pods []corev1.Pod, timeout time.Duration) {
+	t.Helper()
+	live := map[types.UID]bool{}
+	for i := range pods {
+		if pods[i].DeletionTimestamp == nil {
+			live[pods[i].UID] = true
+		}
+	}
+	framework.Eventually(t, timeout, fmt.Sprintf("exactly %d member pods, each of a live host pod", len(live)), func(ctx context.Context) error {
+		n := 0
+		for _, m := range env.Members {
+			mps, err := memberPods(ctx, m, ns)
+			if err != nil {
+				return err
+			}
+			for _, mp := range mps {
+				if !live[types.UID(mp.Annotations[api.AnnotationHostUID])] {
+					return fmt.Errorf("member pod %s/%s is not the copy of a live host pod", m.Name, mp.Name)
+				}
+				if mp.Status.Phase != corev1.PodRunning {
+					return fmt.Errorf("member pod %s/%s is %s", m.Name, mp.Name, mp.Status.Phase)
+				}
+			}
+			n += len(mps)
+		}
+		if n != len(live) {
+			return fmt.Errorf("%d member pods", n)
+		}
+		return nil
 	})
 }

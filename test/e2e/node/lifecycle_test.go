@@ -337,29 +337,5 @@ func TestKilledDuringChurnConverges(t *testing.T) {
 	}
 	final := int(sizes[len(sizes)-1])
 	pods := waitRunning(t, ns, "churn", final)
-	live := map[types.UID]bool{}
-	for i := range pods {
-		if pods[i].DeletionTimestamp == nil {
-			live[pods[i].UID] = true
-		}
-	}
-	framework.Eventually(t, 3*timeout, fmt.Sprintf("exactly %d member pods, each of a live host pod", final), func(ctx context.Context) error {
-		n := 0
-		for _, m := range env.Members {
-			mps, err := memberPods(ctx, m, ns)
-			if err != nil {
-				return err
-			}
-			for _, mp := range mps {
-				if !live[types.UID(mp.Annotations[api.AnnotationHostUID])] {
-					return fmt.Errorf("member pod %s/%s is the copy of a deleted host pod", m.Name, mp.Name)
-				}
-			}
-			n += len(mps)
-		}
-		if n != final {
-			return fmt.Errorf("%d member pods", n)
-		}
-		return nil
-	})
+	waitOneCopyEach(t, ns, pods, 3*timeout)
 }

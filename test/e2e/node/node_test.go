@@ -435,32 +435,7 @@ func TestRestartConverges(t *testing.T) {
 	env.StopProcess(t, sandbox.TetherNode, syscall.SIGKILL)
 	env.StartProcess(t, sandbox.TetherNode)
 	pods := waitRunning(t, ns, "burst", 50)
-	uids := map[types.UID]bool{}
-	for i := range pods {
-		uids[pods[i].UID] = true
-	}
-	framework.Eventually(t, timeout, "exactly 50 member pods, each of a live host pod", func(ctx context.Context) error {
-		n := 0
-		for _, m := range env.Members {
-			mps, err := memberPods(ctx, m, ns)
-			if err != nil {
-				return err
-			}
-			for _, mp := range mps {
-				if !uids[types.UID(mp.Annotations[api.AnnotationHostUID])] {
-					return fmt.Errorf("orphan member pod %s/%s", m.Name, mp.Name)
-				}
-				if mp.Status.Phase != corev1.PodRunning {
-					return fmt.Errorf("member pod %s is %s", mp.Name, mp.Status.Phase)
-				}
-			}
-			n += len(mps)
-		}
-		if n != 50 {
-			return fmt.Errorf("%d member pods", n)
-		}
-		return nil
-	})
+	waitOneCopyEach(t, ns, pods, timeout)
 }
 
 func TestMemberOutage(t *testing.T) {
