@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/provider/forge"
 )
@@ -62,6 +64,11 @@ type Config struct {
 	// OffloadDaemonSetPods lets DaemonSet pods bound to the virtual node (a DaemonSet that tolerates every taint)
 	// run in the member; by default they wait with an event, as they would on a node they do not fit.
 	OffloadDaemonSetPods bool
+	// RequestTimeout bounds each request of the pod path to the member apiserver (0: none).
+	RequestTimeout time.Duration
+	// StatusDelay observes, per status write, the time from the member pod event that asked for it to the end of
+	// the write; nil: not measured.
+	StatusDelay prometheus.Observer
 	// CapacityDebounce is the least time between two capacity recomputations.
 	CapacityDebounce time.Duration
 }
@@ -96,9 +103,11 @@ type Member struct {
 	// the pass leaves to the caches to catch up with.
 	repairQueue workqueue.TypedRateLimitingInterface[string]
 	deleted     sync.Map // types.UID → time.Time
-	reachable   atomic.Bool
-	health      atomic.Pointer[string] // last probe error, nil when healthy
-	version     atomic.Pointer[string] // the member's Kubernetes version, nil until read
+	// pushed holds, per host pod UID, when the oldest status not yet written was pushed (for StatusDelay).
+	pushed    sync.Map // types.UID → time.Time
+	reachable atomic.Bool
+	health    atomic.Pointer[string] // last probe error, nil when healthy
+	version   atomic.Pointer[string] // the member's Kubernetes version, nil until read
 }
 
 // New builds a member's virtual node; Run starts it.
@@ -257,4 +266,12 @@ func equalResources(a, b corev1.ResourceList) bool {
 		}
 	}
 	return true
+}
+
+// withRequestTimeout bounds the member requests made under ctx by RequestTimeout.
+func (m *Member) withRequestTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if m.cfg.RequestTimeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, m.cfg.RequestTimeout)
 }

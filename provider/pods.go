@@ -37,6 +37,8 @@ const (
 // CreatePod creates the member pod of a host pod, after what it needs in the member. A member pod this node already
 // owns for the same host pod is adopted, with no write.
 func (m *Member) CreatePod(ctx context.Context, host *corev1.Pod) error {
+	ctx, cancel := m.withRequestTimeout(ctx)
+	defer cancel()
 	key := host.Namespace + "/" + host.Name
 	if slices.Contains(m.cfg.DeniedNamespaces, host.Namespace) {
 		msg := fmt.Sprintf("namespace %s is not offloaded: tether-node never uses it in members (--denied-namespaces)", host.Namespace)
@@ -103,6 +105,8 @@ func (m *Member) UpdatePod(context.Context, *corev1.Pod) error { return nil }
 // DeletePod deletes the member pod of a host pod with the host's grace period and a UID precondition. The host pod
 // goes once the member pod is gone (see onMemberPodDeleted).
 func (m *Member) DeletePod(ctx context.Context, host *corev1.Pod) error {
+	ctx, cancel := m.withRequestTimeout(ctx)
+	defer cancel()
 	member, err := m.pods.Pods(host.Namespace).Get(host.Name)
 	if apierrors.IsNotFound(err) {
 		m.finishHostDeletion(ctx, host)
@@ -221,16 +225,11 @@ func (m *Member) onMemberPod(old, obj any) {
 		return
 	}
 	host, err := m.cfg.HostPods.Pods(pod.Namespace).Get(pod.Name)
-	if err != nil || string(host.UID) != pod.Annotations[api.AnnotationHostUID] {
-		// The host pod is gone (or replaced): the pod controller deletes dangling member pods it learns about
-		// through GetPods at start; between starts, delete here, UID-checked.
-		if apierrors.IsNotFound(err) || err == nil {
-			_ = m.deleteMemberPod(m.ctx, pod, nil)
-		}
-		return
-	}
-	if pod.DeletionTimestamp != nil && host.DeletionTimestamp == nil {
-		m.hostPodLost(host, "is being deleted in the member")
+	if err != nil || string(host.UID) != pod.Annotations[api.AnnotationHostUID] ||
+		(pod.DeletionTimestamp != nil && host.DeletionTimestamp == nil) {
+		// The host pod is gone or replaced (the copy goes), or someone deletes the copy in the member (the host pod
+		// goes, so that its controller replaces it): the repair worker does it, handlers only enqueue.
+		m.enqueueRepair(pod.Namespace, pod.Name)
 		return
 	}
 	if pod.Spec.NodeName == "" && len(pod.Status.Conditions) == 0 {
@@ -254,17 +253,10 @@ func (m *Member) onMemberPodDeleted(obj any) {
 	if !m.owner.Owns(pod) {
 		return
 	}
-	host, err := m.cfg.HostPods.Pods(pod.Namespace).Get(pod.Name)
-	if err != nil || string(host.UID) != pod.Annotations[api.AnnotationHostUID] {
-		// A new host pod of that name may have waited for this copy to go: create its own now.
-		m.enqueueRepair(pod.Namespace, pod.Name)
-		return
-	}
-	if host.DeletionTimestamp != nil {
-		m.finishHostDeletion(m.ctx, host)
-		return
-	}
-	m.hostPodLost(host, "was deleted in the member")
+	m.pushed.Delete(types.UID(pod.Annotations[api.AnnotationHostUID]))
+	// The repair worker finishes a deleting host pod, replaces a running one whose copy someone else deleted, and
+	// creates the copy of a new host pod of that name that waited for this one to go.
+	m.enqueueRepair(pod.Namespace, pod.Name)
 }
 
 // hostPodLost deletes a host pod whose member pod was deleted by someone else than Tether, so that its
@@ -290,6 +282,9 @@ func (m *Member) pushHostStatus(host *corev1.Pod, st corev1.PodStatus) {
 	m.mu.Unlock()
 	if cb == nil {
 		return
+	}
+	if m.cfg.StatusDelay != nil {
+		m.pushed.LoadOrStore(host.UID, time.Now())
 	}
 	// Metadata and status only: the pod controller keeps the last pushed pod of every pod and sends it with a
 	// status update, which takes the spec from the stored pod anyway. A spec here would be one more copy of every

@@ -116,7 +116,9 @@ func (m *Member) repairNext(ctx context.Context) bool {
 		return false
 	}
 	defer m.repairQueue.Done(key)
-	if err := m.repair(ctx, key); err != nil {
+	rctx, cancel := m.withRequestTimeout(ctx)
+	defer cancel()
+	if err := m.repair(rctx, key); err != nil {
 		log.G(ctx).WithField("pod", key).WithError(err).Debug("repair; retrying")
 		m.repairQueue.AddRateLimited(key)
 		return true
@@ -168,6 +170,10 @@ func (m *Member) repair(ctx context.Context, key string) error {
 			return nil // going: its deletion event finishes the host pod
 		}
 		m.finishHostDeletion(ctx, host)
+		return nil
+	case isCopy && member.DeletionTimestamp != nil && !m.deletedLately(member.UID):
+		// Someone else deletes the copy in the member: the host pod goes too, so that its controller replaces it.
+		m.hostPodLost(host, "is being deleted in the member")
 		return nil
 	case isCopy, member != nil, terminal(host):
 		// In step; or a member pod that is not Tether's (a conflict CreatePod reports); or a finished pod.

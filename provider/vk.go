@@ -3,12 +3,14 @@ package provider
 import (
 	"context"
 	"errors"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 )
@@ -84,9 +86,21 @@ func (c hostPodClient) UpdateStatus(ctx context.Context, pod *corev1.Pod, opts m
 		up.Status = *pod.Status.DeepCopy()
 	}
 	if equality.Semantic.DeepEqual(up.Status, cur.Status) {
+		c.m.pushed.Delete(cur.UID)
 		return cur, nil
 	}
-	return c.PodInterface.UpdateStatus(ctx, up, opts)
+	out, err := c.PodInterface.UpdateStatus(ctx, up, opts)
+	if err == nil {
+		c.m.statusWritten(cur.UID)
+	}
+	return out, err
+}
+
+// statusWritten observes the status delay of a host pod whose status was just written.
+func (m *Member) statusWritten(uid types.UID) {
+	if at, ok := m.pushed.LoadAndDelete(uid); ok && m.cfg.StatusDelay != nil {
+		m.cfg.StatusDelay.Observe(time.Since(at.(time.Time)).Seconds())
+	}
 }
 
 // CopyingPodLister hands out copies, so that whoever changes a pod it got (the pod controller does) never

@@ -3,6 +3,8 @@ package provider
 import (
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -95,5 +97,36 @@ func TestCopyingPodLister(t *testing.T) {
 	orig, _ := m.cfg.HostPods.Pods("shop").Get("web")
 	if orig.Status.Phase == corev1.PodFailed || orig.Labels["changed"] == "yes" {
 		t.Error("a change to a listed pod reached the cache")
+	}
+}
+
+var m1Owner = api.Owner{ClusterID: "host-1", NodeName: "tether-m1"}
+
+func TestStatusDelayObservedOncePerWrite(t *testing.T) {
+	host := hostPod("1")
+	host.Status.Phase = corev1.PodPending
+	mp := memberPod(m1Owner.Labels(), string(host.UID))
+	mp.Spec.NodeName = "m1-node-0"
+	mp.Status.Phase = corev1.PodRunning
+	m, _, _ := newTestMember(t, []*corev1.Pod{host})
+	var observed []float64
+	m.cfg.StatusDelay = prometheus.ObserverFunc(func(v float64) { observed = append(observed, v) })
+	var pushed []*corev1.Pod
+	m.mu.Lock()
+	m.notifyPod = func(p *corev1.Pod) { pushed = append(pushed, p) }
+	m.mu.Unlock()
+	m.onMemberPod(nil, mp)
+	m.onMemberPod(mp, mp) // the same status again before the write: the delay counts from the first
+	if len(pushed) != 2 {
+		t.Fatalf("pushed %d statuses, want 2", len(pushed))
+	}
+	pods := m.HostPodClient(m.cfg.HostClient.CoreV1()).Pods("shop")
+	for _, p := range pushed {
+		if _, err := pods.UpdateStatus(t.Context(), p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(observed) != 1 || observed[0] < 0 {
+		t.Errorf("observed %v, want one delay (the second write found nothing pending)", observed)
 	}
 }

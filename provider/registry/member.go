@@ -273,6 +273,8 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 		CapacityDebounce:     n.CapacityDebounce,
 		DeniedNamespaces:     n.DeniedNamespaces,
 		OffloadDaemonSetPods: n.OffloadDaemonSetPods,
+		RequestTimeout:       n.MemberRequestTimeout,
+		StatusDelay:          r.metrics.statusDelay.WithLabelValues(s.Name),
 	})
 	if err != nil {
 		return err
@@ -318,18 +320,22 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 			&workqueue.TypedBucketRateLimiter[any]{Limiter: rate.NewLimiter(rate.Limit(n.QueueQPS), n.QueueBurst)},
 		)
 	}
+	retry := podSyncRetry(n.PodSyncRetries)
 	nodeName := m.NodeName()
 	pc, err := node.NewPodController(node.PodControllerConfig{
-		PodClient:                            m.HostPodClient(r.cfg.Host.CoreV1()),
-		PodInformer:                          scoped,
-		EventRecorder:                        warningsOnly{r.cfg.Recorder},
-		Provider:                             m,
-		ConfigMapInformer:                    r.cfg.HostConfigMaps,
-		SecretInformer:                       r.cfg.HostSecrets,
-		ServiceInformer:                      r.cfg.HostServices,
-		SyncPodsFromKubernetesRateLimiter:    limiter(),
-		DeletePodsFromKubernetesRateLimiter:  limiter(),
-		SyncPodStatusFromProviderRateLimiter: limiter(),
+		PodClient:                                m.HostPodClient(r.cfg.Host.CoreV1()),
+		PodInformer:                              scoped,
+		EventRecorder:                            warningsOnly{r.cfg.Recorder},
+		Provider:                                 m,
+		ConfigMapInformer:                        r.cfg.HostConfigMaps,
+		SecretInformer:                           r.cfg.HostSecrets,
+		ServiceInformer:                          r.cfg.HostServices,
+		SyncPodsFromKubernetesRateLimiter:        limiter(),
+		DeletePodsFromKubernetesRateLimiter:      limiter(),
+		SyncPodStatusFromProviderRateLimiter:     limiter(),
+		SyncPodsFromKubernetesShouldRetryFunc:    retry,
+		DeletePodsFromKubernetesShouldRetryFunc:  retry,
+		SyncPodStatusFromProviderShouldRetryFunc: retry,
 		PodEventFilterFunc: func(ctx context.Context, p *corev1.Pod) bool {
 			// Between the end of a run and the removal of its handler, events go nowhere.
 			return ctx.Err() == nil && p.Spec.NodeName == nodeName
@@ -455,5 +461,16 @@ func (w warningsOnly) Eventf(obj runtime.Object, eventtype, reason, format strin
 func (w warningsOnly) AnnotatedEventf(obj runtime.Object, annotations map[string]string, eventtype, reason, format string, args ...any) {
 	if eventtype != corev1.EventTypeNormal {
 		w.EventRecorder.AnnotatedEventf(obj, annotations, eventtype, reason, format, args...)
+	}
+}
+
+// podSyncRetry retries a failed sync with the queue's backoff up to retries times; then the key is left to the
+// repair pass, which never gives up.
+func podSyncRetry(retries int) node.ShouldRetryFunc {
+	return func(_ context.Context, _ string, tried int, _ time.Time, err error) (*time.Duration, error) {
+		if tried < retries {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("given up after %d tries, left to the repair pass: %w", tried, err)
 	}
 }

@@ -9,6 +9,7 @@ type metrics struct {
 	startFailures *prometheus.CounterVec
 	notSynced     *prometheus.CounterVec
 	invalid       *prometheus.CounterVec
+	statusDelay   *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -29,9 +30,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "tether_node_member_secret_invalid_total",
 			Help: "Member Secrets refused (invalid name, kubeconfig or port annotation).",
 		}, []string{"member"}),
+		statusDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tether_node_pod_status_delay_seconds",
+			Help:    "From a member pod event with a new status to the end of the host status write that carries it: tether-node's own part of the member → host status lag.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"member"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.members, m.startFailures, m.notSynced, m.invalid} {
+		for _, c := range []prometheus.Collector{m.members, m.startFailures, m.notSynced, m.invalid, m.statusDelay} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

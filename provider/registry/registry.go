@@ -94,6 +94,12 @@ type NodeSettings struct {
 
 	// RepairInterval paces the repair pass, which puts right what the pod controller's queues gave up on.
 	RepairInterval time.Duration
+	// PodSyncRetries is how often the pod controller's queues retry one pod before they leave it to the repair
+	// pass (virtual-kubelet's own limit is 20).
+	PodSyncRetries int
+	// MemberRequestTimeout bounds each request of the pod path to a member apiserver (0: none), so that a member
+	// that hangs fails the request and the work is retried instead of holding a worker.
+	MemberRequestTimeout time.Duration
 	// DeniedNamespaces are member namespaces never used (kube-system, …).
 	DeniedNamespaces []string
 	// OffloadDaemonSetPods runs DaemonSet pods bound to virtual nodes in members.

@@ -66,12 +66,18 @@ type burstResult struct {
 	TetherCPUSeconds float64    `json:"tetherCPUSeconds,omitempty"`
 	TetherPeakRSS    int64      `json:"tetherPeakRSS,omitempty"`
 	TetherRequests   []apiCount `json:"tetherRequests,omitempty"` // per pod, from tether-node's own counters
+	// TetherStatusDelay is tether-node's own part of member Running → host Running: member pod event → end of the
+	// host status write (tether_node_pod_status_delay_seconds, every status of the burst).
+	TetherStatusDelay *latency `json:"tetherStatusDelay,omitempty"`
 	// CPU seconds of every process of the clusters and tether-node during the burst, by <cluster>/<binary>.
 	CPU map[string]float64 `json:"cpuSeconds"`
 	// window is what the accounting pass counts audit events in.
 	window [2]time.Time
 	e2e    []time.Duration
 }
+
+// statusDelayMetric is tether-node's histogram of member pod event → host status written.
+const statusDelayMetric = "tether_node_pod_status_delay_seconds"
 
 // tracker records podTimes from watch events.
 type tracker struct {
@@ -309,6 +315,9 @@ func runBurst(ctx context.Context, e *env, o *options, kind string, index int, n
 					Verb: k.Verb, Resource: k.Resource, Count: int(v), PerPod: v / float64(o.N)})
 			}
 			sortCounts(res.TetherRequests)
+			if h := histogramOf(after, statusDelayMetric).sub(histogramOf(before, statusDelayMetric)); len(h) > 0 {
+				res.TetherStatusDelay = &latency{Count: int(h[math.Inf(1)]), P50: h.quantile(.5), P90: h.quantile(.9), P99: h.quantile(.99)}
+			}
 		}
 	}
 	cancel()

@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -288,4 +290,62 @@ func isWrite(verb string) bool {
 		return true
 	}
 	return false
+}
+
+// histogram is one Prometheus histogram summed over its label sets: cumulative counts by upper bound.
+type histogram map[float64]float64
+
+// histogramOf sums the buckets of the histogram name in samples.
+func histogramOf(ms []sample, name string) histogram {
+	out := histogram{}
+	for _, s := range ms {
+		if s.Name != name+"_bucket" {
+			continue
+		}
+		le, err := strconv.ParseFloat(s.Labels["le"], 64)
+		if err != nil {
+			continue // +Inf parses; anything else is not a bucket
+		}
+		out[le] += s.Value
+	}
+	return out
+}
+
+// sub is h minus an earlier reading.
+func (h histogram) sub(before histogram) histogram {
+	out := histogram{}
+	for le, v := range h {
+		out[le] = v - before[le]
+	}
+	return out
+}
+
+// quantile interpolates linearly inside the bucket where q falls, as PromQL's histogram_quantile does; a quantile
+// in the +Inf bucket is the largest finite bound. 0 for an empty histogram.
+func (h histogram) quantile(q float64) time.Duration {
+	bounds := make([]float64, 0, len(h))
+	for le := range h {
+		bounds = append(bounds, le)
+	}
+	sort.Float64s(bounds)
+	if len(bounds) == 0 || h[bounds[len(bounds)-1]] == 0 {
+		return 0
+	}
+	rank := q * h[bounds[len(bounds)-1]]
+	lower, below := 0.0, 0.0
+	for _, le := range bounds {
+		if h[le] >= rank {
+			if math.IsInf(le, 1) {
+				return time.Duration(lower * float64(time.Second))
+			}
+			in := h[le] - below
+			frac := 1.0
+			if in > 0 {
+				frac = (rank - below) / in
+			}
+			return time.Duration((lower + (le-lower)*frac) * float64(time.Second))
+		}
+		lower, below = le, h[le]
+	}
+	return time.Duration(lower * float64(time.Second))
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -92,5 +94,40 @@ func TestCPULine(t *testing.T) {
 	got := cpuLine(map[string]float64{"host/etcd": 1, "tether-node": 2.5, "m1/kwok": 0.05})
 	if want := "total 3.5, tether-node 2.5, host/etcd 1.0"; got != want {
 		t.Errorf("cpuLine = %q, want %q", got, want)
+	}
+}
+
+func TestHistogramQuantile(t *testing.T) {
+	text := `tether_node_pod_status_delay_seconds_bucket{member="m1",le="0.1"} 40
+tether_node_pod_status_delay_seconds_bucket{member="m1",le="1"} 90
+tether_node_pod_status_delay_seconds_bucket{member="m1",le="+Inf"} 100
+tether_node_pod_status_delay_seconds_bucket{member="m2",le="0.1"} 60
+tether_node_pod_status_delay_seconds_bucket{member="m2",le="1"} 100
+tether_node_pod_status_delay_seconds_bucket{member="m2",le="+Inf"} 100
+tether_node_pod_status_delay_seconds_count{member="m2"} 100
+`
+	ms, err := parseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := histogramOf(ms, statusDelayMetric)
+	if h[math.Inf(1)] != 200 || h[0.1] != 100 {
+		t.Fatalf("histogram = %v", h)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{
+		{0.25, 50 * time.Millisecond},   // rank 50 of 100 in [0, 0.1]
+		{0.5, 100 * time.Millisecond},   // rank 100: the top of the first bucket
+		{0.95, 1000 * time.Millisecond}, // rank 190: the +Inf bucket → the largest finite bound
+	} {
+		if got := h.quantile(c.q); got != c.want {
+			t.Errorf("quantile(%v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	before := histogram{0.1: 100, 1: 190, math.Inf(1): 200}
+	if q := h.sub(before).quantile(0.5); q != 0 {
+		t.Errorf("empty difference: quantile = %v, want 0", q)
 	}
 }

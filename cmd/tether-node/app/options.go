@@ -52,23 +52,25 @@ type Options struct {
 func NewOptions() *Options {
 	return &Options{
 		NodeSettings: registry.NodeSettings{
-			NodePrefix:         api.DefaultNodePrefix,
-			KubeletAddress:     "127.0.0.1",
-			KubeletPort:        10250,
-			KubeletBind:        "0.0.0.0",
-			MemberQPS:          500,
-			MemberBurst:        1000,
-			QueueQPS:           1000,
-			QueueBurst:         2000,
-			PodWorkers:         20,
-			Resync:             5 * time.Minute,
-			HealthInterval:     5 * time.Second,
-			HealthTimeout:      3 * time.Second,
-			CapacityDebounce:   time.Second,
-			NodeStatusInterval: 30 * time.Second,
-			LeaseDuration:      40,
-			RepairInterval:     30 * time.Second,
-			DeniedNamespaces:   []string{metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease, api.DefaultNamespace},
+			NodePrefix:           api.DefaultNodePrefix,
+			KubeletAddress:       "127.0.0.1",
+			KubeletPort:          10250,
+			KubeletBind:          "0.0.0.0",
+			MemberQPS:            500,
+			MemberBurst:          1000,
+			QueueQPS:             1000,
+			QueueBurst:           2000,
+			PodWorkers:           20,
+			Resync:               5 * time.Minute,
+			HealthInterval:       5 * time.Second,
+			HealthTimeout:        3 * time.Second,
+			CapacityDebounce:     time.Second,
+			NodeStatusInterval:   30 * time.Second,
+			LeaseDuration:        40,
+			RepairInterval:       30 * time.Second,
+			PodSyncRetries:       20,
+			MemberRequestTimeout: 30 * time.Second,
+			DeniedNamespaces:     []string{metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease, api.DefaultNamespace},
 		},
 		Namespace:          api.DefaultNamespace,
 		MemberSecrets:      true,
@@ -115,6 +117,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.CapacityDebounce, "capacity-debounce", o.CapacityDebounce, "least time between two capacity recomputations of a node")
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", o.NodeStatusInterval, "how often node status is written when nothing changed")
 	fs.DurationVar(&o.RepairInterval, "repair-interval", o.RepairInterval, "how often the repair pass compares host pods and member pods from the caches and puts right what the pod controller gave up on")
+	fs.IntVar(&o.PodSyncRetries, "pod-sync-retries", o.PodSyncRetries, "how often the pod controller retries one pod (with backoff from 5ms to 1m) before it leaves the pod to the repair pass")
+	fs.DurationVar(&o.MemberRequestTimeout, "member-request-timeout", o.MemberRequestTimeout, "longest wait for one request of the pod path to a member apiserver (creates, deletes, copies); a member that hangs fails it and the work is retried; 0: no limit")
 	fs.Int32Var(&o.LeaseDuration, "lease-duration", o.LeaseDuration, "node lease duration in seconds")
 	fs.DurationVar(&o.MemberStartTimeout, "member-start-timeout", o.MemberStartTimeout, "how long a member may take to sync before it is reported (event MemberNotSynced on its Secret, log, metric); it keeps trying")
 	fs.DurationVar(&o.MemberRetryMax, "member-retry-max", o.MemberRetryMax, "longest wait before a failed member is started again (the wait doubles from 1s up to this)")
@@ -183,7 +187,9 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 	}{
 		{"--host-qps", o.HostQPS > 0}, {"--host-burst", o.HostBurst > 0}, {"--member-qps", o.MemberQPS > 0},
 		{"--member-burst", o.MemberBurst > 0}, {"--queue-qps", o.QueueQPS > 0}, {"--queue-burst", o.QueueBurst > 0},
-		{"--pod-workers", o.PodWorkers > 0}, {"--health-interval", o.HealthInterval > 0}, {"--health-timeout", o.HealthTimeout > 0},
+		{"--pod-workers", o.PodWorkers > 0}, {"--pod-sync-retries", o.PodSyncRetries > 0},
+		{"--member-request-timeout", o.MemberRequestTimeout >= 0},
+		{"--health-interval", o.HealthInterval > 0}, {"--health-timeout", o.HealthTimeout > 0},
 		{"--capacity-debounce", o.CapacityDebounce >= 0}, {"--node-status-interval", o.NodeStatusInterval > 0},
 		{"--lease-duration", o.LeaseDuration > 0}, {"--resync", o.Resync >= 0},
 		{"--member-start-timeout", o.MemberStartTimeout > 0}, {"--repair-interval", o.RepairInterval > 0}, {"--member-retry-max", o.MemberRetryMax >= time.Second},

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -198,16 +199,66 @@ func (e *Env) StartProcess(t testing.TB, name string) {
 	if err := e.State.RestartProcess(name); err != nil {
 		t.Fatal(err)
 	}
-	var err error
-	switch name {
-	case sandbox.TetherNode:
-		err = e.State.WaitVirtualNodes(t.Context(), time.Minute)
-	case sandbox.TetherWebhook:
-		err = e.State.WaitWebhook(t.Context(), WebhookNamespace, time.Minute)
-	}
-	if err != nil {
+	if err := e.waitProcess(t.Context(), name); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// RestartProcessWith restarts one of Tether's processes with extra arguments (later flags win) until the test
+// ends, then with its own arguments again.
+func (e *Env) RestartProcessWith(t testing.TB, name string, extra ...string) {
+	t.Helper()
+	p := e.State.Process(name)
+	if p == nil {
+		t.Fatalf("no process %s", name)
+	}
+	args := slices.Clone(p.Args)
+	e.StopProcess(t, name, syscall.SIGTERM)
+	if _, err := e.State.StartProcess(name, append(slices.Clone(args), extra...)...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.State.StopProcess(name, syscall.SIGTERM); err != nil {
+			t.Error(err)
+		}
+		if _, err := e.State.StartProcess(name, args...); err != nil {
+			t.Error(err)
+		}
+		if err := e.waitProcess(context.WithoutCancel(t.Context()), name); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := e.waitProcess(t.Context(), name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ProcessLogHas reports whether the log of one of Tether's processes has a line holding every part.
+func (e *Env) ProcessLogHas(name string, parts ...string) (bool, error) {
+	p := e.State.Process(name)
+	if p == nil {
+		return false, fmt.Errorf("no process %s", name)
+	}
+	b, err := os.ReadFile(p.Log)
+	if err != nil {
+		return false, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if !slices.ContainsFunc(parts, func(s string) bool { return !strings.Contains(line, s) }) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (e *Env) waitProcess(ctx context.Context, name string) error {
+	switch name {
+	case sandbox.TetherNode:
+		return e.State.WaitVirtualNodes(ctx, time.Minute)
+	case sandbox.TetherWebhook:
+		return e.State.WaitWebhook(ctx, WebhookNamespace, time.Minute)
+	}
+	return nil
 }
 
 // Member returns the member cluster of that name.

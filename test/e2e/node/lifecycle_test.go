@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -154,8 +156,10 @@ func TestNeverPodWaitsForALateSecret(t *testing.T) {
 		})}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	created := time.Now()
 	waitEvent(t, ns, "once", "MissingDependency", "secret/late")
-	framework.Eventually(t, timeout, "the failed create written as Pending", func(ctx context.Context) error {
+	// The Secret comes 20 s late; until then the pod is Pending with the failed create's reason, never Failed.
+	framework.Eventually(t, timeout, "20 s of retried creates written as Pending", func(ctx context.Context) error {
 		p, err := hostPods.Get(ctx, "once", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -166,6 +170,9 @@ func TestNeverPodWaitsForALateSecret(t *testing.T) {
 		if p.Status.Reason != "ProviderFailed" {
 			return fmt.Errorf("phase %s, reason %q", p.Status.Phase, p.Status.Reason)
 		}
+		if time.Since(created) < 20*time.Second {
+			return fmt.Errorf("%s of 20 s", time.Since(created).Round(time.Second))
+		}
 		return nil
 	})
 	if _, err := env.Host.Client.CoreV1().Secrets(ns).Create(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "late"},
@@ -175,14 +182,32 @@ func TestNeverPodWaitsForALateSecret(t *testing.T) {
 	env.RunningIn(t, ns, "once", "m1")
 }
 
-// A member whose nodes are all cordoned is no outage: its virtual node stays Ready (nothing running is evicted)
-// and takes no new pods until a node is usable again.
+// soak is how long TestNoUsableNodesIsNoOutage holds the cordon, and the not-ready/unreachable toleration of its
+// running pod: 30 s against a toleration of 10 s by default, or TETHER_E2E_SOAK (say 6m) against the default 300 s.
+func soak(t *testing.T) (hold time.Duration, tolerations []corev1.Toleration) {
+	if v := os.Getenv("TETHER_E2E_SOAK"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("TETHER_E2E_SOAK=%s: %v", v, err)
+		}
+		return d, nil
+	}
+	var ts []corev1.Toleration
+	for _, key := range []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable} {
+		ts = append(ts, corev1.Toleration{Key: key, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](10)})
+	}
+	return 30 * time.Second, ts
+}
+
+// A member whose nodes are all cordoned is no outage: its virtual node stays Ready (nothing running is evicted,
+// however long it lasts) and takes no new pods until a node is usable again.
 func TestNoUsableNodesIsNoOutage(t *testing.T) {
 	ctx := t.Context()
 	ns := env.Host.Namespace(t, nil)
 	m2 := env.Member(t, "m2")
+	hold, tolerations := soak(t)
 	if _, err := env.Host.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "running"},
-		Spec: offloadedSpec(onMember("m2"))}, metav1.CreateOptions{}); err != nil {
+		Spec: offloadedSpec(onMember("m2"), func(s *corev1.PodSpec) { s.Tolerations = append(s.Tolerations, tolerations...) })}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	env.RunningIn(t, ns, "running", "m2")
@@ -231,9 +256,41 @@ func TestNoUsableNodesIsNoOutage(t *testing.T) {
 	// The scheduler names no taint keys ("had untolerated taint(s)"); the only one the pod does not tolerate on
 	// tether-m2 is Tether's, checked above.
 	waitEvent(t, ns, "new", "FailedScheduling", "untolerated taint")
-	if p, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, "running", metav1.GetOptions{}); err != nil || p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
-		t.Errorf("the running pod: %v", err)
-	}
+	// Longer than the running pod tolerates a NotReady node: the node stays Ready, gains no NoExecute taint, and
+	// the pod runs on; the new one waits.
+	end := time.Now().Add(hold)
+	framework.Eventually(t, hold+timeout, fmt.Sprintf("%s cordoned with the running pod Running", hold), func(ctx context.Context) error {
+		n, err := env.Host.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+				t.Fatalf("tether-m2 Ready=%s (%s): %s", c.Status, c.Reason, c.Message)
+			}
+		}
+		for _, tt := range n.Spec.Taints {
+			if tt.Effect == corev1.TaintEffectNoExecute {
+				t.Fatalf("tether-m2 tainted %s:%s", tt.Key, tt.Effect)
+			}
+		}
+		pods, err := env.Host.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			switch {
+			case p.Name == "running" && (p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil):
+				t.Fatalf("the running pod: phase %s, deleting %v", p.Status.Phase, p.DeletionTimestamp != nil)
+			case p.Name == "new" && p.Spec.NodeName != "":
+				t.Fatalf("the new pod was bound to %s", p.Spec.NodeName)
+			}
+		}
+		if left := time.Until(end); left > 0 {
+			return fmt.Errorf("%s to go", left.Round(time.Second))
+		}
+		return nil
+	})
 	cordon(ctx, false)
 	framework.Eventually(t, timeout, "taint gone", func(ctx context.Context) error {
 		n, err := env.Host.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
@@ -321,10 +378,14 @@ func TestStatefulSetPodsDeletedOneByOne(t *testing.T) {
 func TestKilledDuringChurnConverges(t *testing.T) {
 	ctx := t.Context()
 	ns := env.Host.Namespace(t, nil)
-	createDeployment(t, deployment(ns, "churn", 60))
+	// Small pods, so that 500 fit the two members beside what other tests left behind.
+	small := func(s *corev1.PodSpec) {
+		s.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("8Mi")}
+	}
+	createDeployment(t, deployment(ns, "churn", 500, small))
 	deployments := env.Host.Client.AppsV1().Deployments(ns)
 	rng := rand.New(rand.NewPCG(1, 2)) // the same moments on every run
-	sizes := []int32{20, 80, 40, 100, 10, 70, 30, 90, 50, 60}
+	sizes := []int32{150, 450, 50, 500, 200, 400, 100, 350, 250, 300}
 	for _, n := range sizes {
 		patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, n)
 		if _, err := deployments.Patch(ctx, "churn", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
@@ -338,4 +399,130 @@ func TestKilledDuringChurnConverges(t *testing.T) {
 	final := int(sizes[len(sizes)-1])
 	pods := waitRunning(t, ns, "churn", final)
 	waitOneCopyEach(t, ns, pods, 3*timeout)
+}
+
+// A member apiserver that hangs for longer than the pod controller retries (cut short here by flags) while host
+// pods are deleted and created: once it answers again, the deleted pods' copies are gone, the new pods run, and
+// every live host pod has exactly one copy.
+func TestMemberFrozenPastRetries(t *testing.T) {
+	env.RestartProcessWith(t, sandbox.TetherNode, "--pod-sync-retries", "2", "--member-request-timeout", "2s", "--repair-interval", "5s")
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	hostPods := env.Host.Client.CoreV1().Pods(ns)
+	node := api.NodeName(api.DefaultNodePrefix, "m2")
+	create := func(name string, opts ...podSpecOpt) {
+		t.Helper()
+		if _, err := hostPods.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: offloadedSpec(opts...)}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"keep-0", "keep-1", "gone-0", "gone-1"} {
+		create(name, onMember("m2"))
+	}
+	for _, name := range []string{"keep-0", "keep-1", "gone-0", "gone-1"} {
+		env.RunningIn(t, ns, name, "m2")
+	}
+
+	if err := env.State.PauseAPIServer("m2"); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if err := env.State.ResumeAPIServer("m2"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(resume)
+	for _, name := range []string{"gone-0", "gone-1"} {
+		if err := hostPods.Delete(ctx, name, *metav1.NewDeleteOptions(3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Bound straight to the node: the scheduler would keep them off a node that is not Ready.
+	for _, name := range []string{"new-0", "new-1"} {
+		create(name, func(s *corev1.PodSpec) { s.NodeSelector = nil; s.NodeName = node })
+	}
+	// The pod controller gives up on both kinds of work, and the deleted pods' grace period ends meanwhile.
+	for _, key := range []string{ns + "/gone-0", ns + "/new-0"} {
+		framework.Eventually(t, timeout, "the pod controller gives up on "+key, func(context.Context) error {
+			ok, err := env.ProcessLogHas(sandbox.TetherNode, key, "given up after 2 tries")
+			if err != nil || ok {
+				return err
+			}
+			return fmt.Errorf("not yet")
+		})
+	}
+	framework.Eventually(t, timeout, "past the grace period, the deleted host pods still there", func(ctx context.Context) error {
+		for _, name := range []string{"gone-0", "gone-1"} {
+			p, err := hostPods.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatalf("host pod %s went while its member pod may still run: %v", name, err)
+			}
+			if p.DeletionTimestamp == nil || time.Now().Before(p.DeletionTimestamp.Add(2*time.Second)) {
+				return fmt.Errorf("%s: grace period not over", name)
+			}
+		}
+		return nil
+	})
+	resume()
+
+	framework.Eventually(t, 2*timeout, "deleted pods gone from host and member", func(ctx context.Context) error {
+		for _, name := range []string{"gone-0", "gone-1"} {
+			if _, err := hostPods.Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("host pod %s: %v", name, err)
+			}
+			if _, err := env.Member(t, "m2").Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("member pod %s: %v", name, err)
+			}
+		}
+		return nil
+	})
+	var live []corev1.Pod
+	for _, name := range []string{"keep-0", "keep-1", "new-0", "new-1"} {
+		h, _ := env.RunningIn(t, ns, name, "m2")
+		live = append(live, *h)
+	}
+	waitOneCopyEach(t, ns, live, timeout)
+}
+
+// Status writes carry the status alone: labels written on the host pod while statuses are pushed all stay.
+func TestLabelsSurviveStatusPushes(t *testing.T) {
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	host, _ := runOnM1(t, ns, "steady")
+	hostPods := env.Host.Client.CoreV1().Pods(ns)
+	memberPods := env.Member(t, "m1").Client.CoreV1().Pods(ns)
+	const steps = 10
+	for i := range steps {
+		// A new member status (a condition of the test's), then at once a label on the host pod: the label lands
+		// between the push of that status and its write.
+		cond := fmt.Appendf(nil, `{"status":{"conditions":[{"type":"e2e.tether.io/Step","status":"True","message":"%d"}]}}`, i)
+		if _, err := memberPods.Patch(ctx, host.Name, types.StrategicMergePatchType, cond, metav1.PatchOptions{}, "status"); err != nil {
+			t.Fatal(err)
+		}
+		label := fmt.Appendf(nil, `{"metadata":{"labels":{"step-%d":"yes"}}}`, i)
+		if _, err := hostPods.Patch(ctx, host.Name, types.MergePatchType, label, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	framework.Eventually(t, timeout, "the last member status in the host, every label still there", func(ctx context.Context) error {
+		p, err := hostPods.Get(ctx, host.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for i := range steps {
+			if p.Labels[fmt.Sprintf("step-%d", i)] != "yes" {
+				t.Fatalf("label step-%d lost; labels %v", i, p.Labels)
+			}
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == "e2e.tether.io/Step" && c.Message == fmt.Sprint(steps-1) {
+				return nil
+			}
+		}
+		return fmt.Errorf("conditions %v", p.Status.Conditions)
+	})
 }
