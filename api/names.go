@@ -40,6 +40,9 @@ const (
 	LabelNode        = "tether.io/node"
 	// AnnotationHostUID on a member object is the UID of the host object it copies.
 	AnnotationHostUID = "tether.io/host-uid"
+	// EndpointSliceManagedBy is the endpointslice.kubernetes.io/managed-by value of the EndpointSlices Tether
+	// mirrors into members, so that the member's own EndpointSlice controllers leave them alone.
+	EndpointSliceManagedBy = "endpointslice-mirror.tether.io"
 )
 
 // The virtual node.

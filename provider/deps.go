@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -24,6 +22,14 @@ const rootCAConfigMap = "kube-root-ca.crt"
 func (m *Member) ensureDependencies(ctx context.Context, host, member *corev1.Pod) error {
 	if err := m.ensureNamespace(ctx, member.Namespace); err != nil {
 		return err
+	}
+	if f := m.beforeFirstPod.Load(); f != nil && *f != nil {
+		if _, seen := m.seenNamespaces.Load(member.Namespace); !seen {
+			if err := (*f)(ctx, member.Namespace); err != nil {
+				return err
+			}
+			m.seenNamespaces.Store(member.Namespace, struct{}{})
+		}
 	}
 	if sa := member.Spec.ServiceAccountName; sa != "" && sa != "default" {
 		if err := m.ensureServiceAccount(ctx, host, sa); err != nil {
@@ -90,17 +96,6 @@ func (m *Member) ensureNamespace(ctx context.Context, name string) error {
 	return nil
 }
 
-// copyMeta is the metadata of an owned copy of a host object.
-func (m *Member) copyMeta(src metav1.Object) metav1.ObjectMeta {
-	labels := maps.Clone(src.GetLabels())
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	maps.Copy(labels, m.owner.Labels())
-	return metav1.ObjectMeta{Name: src.GetName(), Namespace: src.GetNamespace(), Labels: labels,
-		Annotations: map[string]string{api.AnnotationHostUID: string(src.GetUID())}}
-}
-
 func (m *Member) ensureServiceAccount(ctx context.Context, host *corev1.Pod, name string) error {
 	src, err := m.cfg.HostSAs.ServiceAccounts(host.Namespace).Get(name)
 	if err != nil {
@@ -110,7 +105,7 @@ func (m *Member) ensureServiceAccount(ctx context.Context, host *corev1.Pod, nam
 	if have, err := m.sas.ServiceAccounts(host.Namespace).Get(name); err == nil && m.owner.Owns(have) {
 		return nil
 	}
-	want := &corev1.ServiceAccount{ObjectMeta: m.copyMeta(src), AutomountServiceAccountToken: src.AutomountServiceAccountToken}
+	want := &corev1.ServiceAccount{ObjectMeta: forge.CopyMeta(src, m.owner), AutomountServiceAccountToken: src.AutomountServiceAccountToken}
 	sas := m.cfg.MemberClient.CoreV1().ServiceAccounts(host.Namespace)
 	return m.createCopy(ctx, host, "serviceaccount", name, func() error {
 		_, err := sas.Create(ctx, want, metav1.CreateOptions{})
@@ -118,43 +113,70 @@ func (m *Member) ensureServiceAccount(ctx context.Context, host *corev1.Pod, nam
 	}, func() (metav1.Object, error) { return sas.Get(ctx, name, metav1.GetOptions{}) })
 }
 
+// ensureConfigMap makes the copy current before the pod starts (a container reads its environment once); later
+// changes are the copy controller's (controllers/copies).
 func (m *Member) ensureConfigMap(ctx context.Context, host *corev1.Pod, src *corev1.ConfigMap) error {
-	want := &corev1.ConfigMap{ObjectMeta: m.copyMeta(src), Data: src.Data, BinaryData: src.BinaryData, Immutable: src.Immutable}
-	have, err := m.configMaps.ConfigMaps(src.Namespace).Get(src.Name)
-	if err == nil && m.owner.Owns(have) {
-		if equality.Semantic.DeepEqual(have.Data, want.Data) && equality.Semantic.DeepEqual(have.BinaryData, want.BinaryData) &&
-			have.Annotations[api.AnnotationHostUID] == string(src.UID) {
-			return nil
-		}
-		up := have.DeepCopy()
-		up.Data, up.BinaryData, up.Labels, up.Annotations = want.Data, want.BinaryData, want.Labels, want.Annotations
-		_, err = m.cfg.MemberClient.CoreV1().ConfigMaps(src.Namespace).Update(ctx, up, metav1.UpdateOptions{})
-		return err
-	}
+	want := forge.ConfigMap(src, m.owner)
 	cms := m.cfg.MemberClient.CoreV1().ConfigMaps(src.Namespace)
-	return m.createCopy(ctx, host, "configmap", src.Name, func() error {
+	create := func() error {
 		_, err := cms.Create(ctx, want, metav1.CreateOptions{})
 		return err
-	}, func() (metav1.Object, error) { return cms.Get(ctx, src.Name, metav1.GetOptions{}) })
+	}
+	get := func() (metav1.Object, error) { return cms.Get(ctx, src.Name, metav1.GetOptions{}) }
+	have, err := m.configMaps.ConfigMaps(src.Namespace).Get(src.Name)
+	if err != nil || !m.owner.Owns(have) {
+		return m.createCopy(ctx, host, "configmap", src.Name, create, get)
+	}
+	switch forge.ConfigMapAction(have, want) {
+	case forge.CopyUpdate:
+		up := have.DeepCopy()
+		up.Labels, up.Annotations, up.Data, up.BinaryData, up.Immutable = want.Labels, want.Annotations, want.Data, want.BinaryData, want.Immutable
+		_, err = cms.Update(ctx, up, metav1.UpdateOptions{})
+		return err
+	case forge.CopyReplace:
+		if err := m.deleteCopy(have, func(o metav1.DeleteOptions) error { return cms.Delete(ctx, src.Name, o) }); err != nil {
+			return err
+		}
+		return m.createCopy(ctx, host, "configmap", src.Name, create, get)
+	}
+	return nil
 }
 
+// ensureSecret is ensureConfigMap for a Secret.
 func (m *Member) ensureSecret(ctx context.Context, host *corev1.Pod, src *corev1.Secret) error {
-	want := &corev1.Secret{ObjectMeta: m.copyMeta(src), Data: src.Data, Type: src.Type, Immutable: src.Immutable}
-	have, err := m.secrets.Secrets(src.Namespace).Get(src.Name)
-	if err == nil && m.owner.Owns(have) {
-		if equality.Semantic.DeepEqual(have.Data, want.Data) && have.Annotations[api.AnnotationHostUID] == string(src.UID) {
-			return nil
-		}
-		up := have.DeepCopy()
-		up.Data, up.Labels, up.Annotations = want.Data, want.Labels, want.Annotations
-		_, err = m.cfg.MemberClient.CoreV1().Secrets(src.Namespace).Update(ctx, up, metav1.UpdateOptions{})
-		return err
-	}
+	want := forge.Secret(src, m.owner)
 	secrets := m.cfg.MemberClient.CoreV1().Secrets(src.Namespace)
-	return m.createCopy(ctx, host, "secret", src.Name, func() error {
+	create := func() error {
 		_, err := secrets.Create(ctx, want, metav1.CreateOptions{})
 		return err
-	}, func() (metav1.Object, error) { return secrets.Get(ctx, src.Name, metav1.GetOptions{}) })
+	}
+	get := func() (metav1.Object, error) { return secrets.Get(ctx, src.Name, metav1.GetOptions{}) }
+	have, err := m.secrets.Secrets(src.Namespace).Get(src.Name)
+	if err != nil || !m.owner.Owns(have) {
+		return m.createCopy(ctx, host, "secret", src.Name, create, get)
+	}
+	switch forge.SecretAction(have, want) {
+	case forge.CopyUpdate:
+		up := have.DeepCopy()
+		up.Labels, up.Annotations, up.Data, up.Immutable = want.Labels, want.Annotations, want.Data, want.Immutable
+		_, err = secrets.Update(ctx, up, metav1.UpdateOptions{})
+		return err
+	case forge.CopyReplace:
+		if err := m.deleteCopy(have, func(o metav1.DeleteOptions) error { return secrets.Delete(ctx, src.Name, o) }); err != nil {
+			return err
+		}
+		return m.createCopy(ctx, host, "secret", src.Name, create, get)
+	}
+	return nil
+}
+
+// deleteCopy deletes an owned copy with a UID precondition (gone already, or replaced by another object: fine).
+func (m *Member) deleteCopy(have metav1.Object, del func(metav1.DeleteOptions) error) error {
+	err := del(metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(have.GetUID()))})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("replace member copy %s/%s: %w", have.GetNamespace(), have.GetName(), err)
+	}
+	return nil
 }
 
 // createCopy creates an owned copy. An object of that name that the cache of owned copies does not hold is either

@@ -108,6 +108,9 @@ type Member struct {
 	reachable atomic.Bool
 	health    atomic.Pointer[string] // last probe error, nil when healthy
 	version   atomic.Pointer[string] // the member's Kubernetes version, nil until read
+	// beforeFirstPod is SetBeforeFirstPod's; seenNamespaces the namespaces it succeeded for.
+	beforeFirstPod atomic.Pointer[func(context.Context, string) error]
+	seenNamespaces sync.Map // namespace → struct{}
 }
 
 // New builds a member's virtual node; Run starts it.
@@ -151,7 +154,10 @@ func New(cfg Config) (*Member, error) {
 	sas := m.ownFactory.Core().V1().ServiceAccounts()
 	m.pods, m.nodes, m.namespaces = pods.Lister(), nodes.Lister(), namespaces.Lister()
 	m.configMaps, m.secrets, m.sas = cms.Lister(), secrets.Lister(), sas.Lister()
-	for _, inf := range []cache.SharedIndexInformer{pods.Informer(), nodes.Informer(), namespaces.Informer(), cms.Informer(), secrets.Informer(), sas.Informer()} {
+	// The copies of Services and their EndpointSlices (controllers/services).
+	services := m.ownFactory.Core().V1().Services().Informer()
+	slices := m.ownFactory.Discovery().V1().EndpointSlices().Informer()
+	for _, inf := range []cache.SharedIndexInformer{pods.Informer(), nodes.Informer(), namespaces.Informer(), cms.Informer(), secrets.Informer(), sas.Informer(), services, slices} {
 		m.synced = append(m.synced, inf.HasSynced)
 	}
 	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -274,4 +280,27 @@ func (m *Member) withRequestTimeout(ctx context.Context) (context.Context, conte
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, m.cfg.RequestTimeout)
+}
+
+// Owner is this node's ownership of member objects.
+func (m *Member) Owner() api.Owner { return m.owner }
+
+// CopyInformers are the member informers of the ConfigMap and Secret copies this node owns, for the copy
+// controller (they start with the member's other informers).
+func (m *Member) CopyInformers() (configMaps, secrets cache.SharedIndexInformer) {
+	return m.ownFactory.Core().V1().ConfigMaps().Informer(), m.ownFactory.Core().V1().Secrets().Informer()
+}
+
+// MemberPods lists the member's pods (trimmed: metadata, status and what requests are made of).
+func (m *Member) MemberPods() corev1listers.PodLister { return m.pods }
+
+// ServiceInformers are the member informers of the Service and EndpointSlice copies this node owns.
+func (m *Member) ServiceInformers() (services, slices cache.SharedIndexInformer) {
+	return m.ownFactory.Core().V1().Services().Informer(), m.ownFactory.Discovery().V1().EndpointSlices().Informer()
+}
+
+// SetBeforeFirstPod sets what CreatePod runs before it creates a member pod in a namespace (the Service copies,
+// so that the pod's service environment variables exist); nil: nothing.
+func (m *Member) SetBeforeFirstPod(f func(ctx context.Context, namespace string) error) {
+	m.beforeFirstPod.Store(&f)
 }

@@ -1,6 +1,7 @@
 package forge
 
 import (
+	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -24,18 +25,7 @@ const serviceAccountVolumePrefix = "kube-api-access-"
 // Pod returns the member pod for a host pod. The error is an invalid AnnotationScheduling: the pod must not be
 // created then.
 func Pod(host *corev1.Pod, opts PodOptions) (*corev1.Pod, error) {
-	labels := maps.Clone(host.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	maps.Copy(labels, opts.Owner.Labels())
-	annotations := maps.Clone(host.Annotations)
-	if annotations == nil {
-		annotations = map[string]string{}
-	}
-	delete(annotations, api.AnnotationScheduling)
-	annotations[api.AnnotationHostUID] = string(host.UID)
-
+	labels, annotations := PodMeta(host, opts.Owner)
 	member := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        host.Name,
@@ -74,6 +64,69 @@ func Pod(host *corev1.Pod, opts PodOptions) (*corev1.Pod, error) {
 		dropHostLevelTerms(spec, opts.HostLevel)
 	}
 	return member, nil
+}
+
+// PodMeta is the member pod's labels and annotations for a host pod: the host's labels with Tether's ownership
+// labels over them, and the host's annotations without the parked scheduling fields, with the host pod's UID.
+func PodMeta(host *corev1.Pod, owner api.Owner) (labels, annotations map[string]string) {
+	labels = maps.Clone(host.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, owner.Labels())
+	annotations = maps.Clone(host.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	delete(annotations, api.AnnotationScheduling)
+	annotations[api.AnnotationHostUID] = string(host.UID)
+	return labels, annotations
+}
+
+// PodMetaPatch is the JSON merge patch that brings a member pod's labels and annotations to want: every wanted
+// key set, every label the member pod has beyond them removed, and of its annotations only those in dropped (keys
+// the host pod had and lost) removed, since member components annotate pods too. The patch carries the member
+// pod's UID, so that it applies to that pod only. nil: nothing to change.
+func PodMetaPatch(member *corev1.Pod, wantLabels, wantAnnotations map[string]string, dropped []string) []byte {
+	labels := map[string]any{}
+	for k, v := range wantLabels {
+		if have, ok := member.Labels[k]; !ok || have != v {
+			labels[k] = v
+		}
+	}
+	for k := range member.Labels {
+		if _, ok := wantLabels[k]; !ok {
+			labels[k] = nil
+		}
+	}
+	annotations := map[string]any{}
+	for k, v := range wantAnnotations {
+		if have, ok := member.Annotations[k]; !ok || have != v {
+			annotations[k] = v
+		}
+	}
+	for _, k := range dropped {
+		if _, want := wantAnnotations[k]; !want && k != api.AnnotationHostUID {
+			if _, ok := member.Annotations[k]; ok {
+				annotations[k] = nil
+			}
+		}
+	}
+	if len(labels) == 0 && len(annotations) == 0 {
+		return nil
+	}
+	meta := map[string]any{"uid": string(member.UID)}
+	if len(labels) > 0 {
+		meta["labels"] = labels
+	}
+	if len(annotations) > 0 {
+		meta["annotations"] = annotations
+	}
+	b, err := json.Marshal(map[string]any{"metadata": meta})
+	if err != nil {
+		return nil // maps of strings always marshal
+	}
+	return b
 }
 
 // dropServiceAccountToken removes the host's projected ServiceAccount token volume and its mounts.

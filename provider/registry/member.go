@@ -19,7 +19,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/informers"
 	corev1informers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -28,6 +30,10 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/controllers/copies"
+	"github.com/tetherkube/tether/controllers/events"
+	"github.com/tetherkube/tether/controllers/podmeta"
+	"github.com/tetherkube/tether/controllers/services"
 	"github.com/tetherkube/tether/provider"
 	"github.com/tetherkube/tether/provider/kubelet"
 )
@@ -368,6 +374,36 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 		}
 		parts.Go(func() { fail("pod controller", pc.Run(ctx, n.PodWorkers)) })
 		parts.Go(func() { m.RunRepair(ctx, n.RepairInterval, 2) })
+		cms, secrets := m.CopyInformers()
+		cc, err := copies.New(copies.Config{
+			Member: s.Name, Owner: m.Owner(), Client: clients.Kube,
+			HostPods: r.cfg.HostPods.Informer(), HostConfigMaps: r.cfg.HostConfigMaps.Informer(), HostSecrets: r.cfg.HostSecrets.Informer(),
+			ConfigMaps: cms, Secrets: secrets, Recorder: r.cfg.Recorder, Grace: n.CopyGrace, Resync: n.Resync, Metrics: r.controllers,
+		})
+		if err != nil {
+			fail("copy controller", err)
+			return
+		}
+		parts.Go(func() { fail("copy controller", cc.Run(ctx, 2)) })
+		svcs, slices := m.ServiceInformers()
+		sc, err := services.New(services.Config{Member: s.Name, Owner: m.Owner(), Client: clients.Kube,
+			HostPods: r.cfg.HostPods.Informer(), HostServices: r.cfg.HostServices.Informer(), HostSlices: r.cfg.HostEndpointSlices.Informer(),
+			Services: svcs, Slices: slices, Recorder: r.cfg.Recorder, Grace: n.CopyGrace, Resync: n.Resync,
+			DeniedNamespaces: n.DeniedNamespaces, Metrics: r.controllers})
+		if err != nil {
+			fail("service controller", err)
+			return
+		}
+		m.SetBeforeFirstPod(sc.EnsureNamespace)
+		parts.Go(func() { fail("service controller", sc.Run(ctx, 2)) })
+		pm, err := podmeta.New(podmeta.Config{Member: s.Name, Owner: m.Owner(), Client: clients.Kube,
+			HostPods: r.cfg.HostPods.Informer(), MemberPods: m.MemberPods(), Metrics: r.controllers})
+		if err != nil {
+			fail("pod metadata controller", err)
+			return
+		}
+		parts.Go(func() { fail("pod metadata controller", pm.Run(ctx, 2)) })
+		parts.Go(func() { fail("event controller", r.runEvents(ctx, s.Name, m, clients.Kube, n.Resync)) })
 		select {
 		case <-ctx.Done():
 			return
@@ -473,4 +509,25 @@ func podSyncRetry(retries int) node.ShouldRetryFunc {
 		}
 		return nil, fmt.Errorf("given up after %d tries, left to the repair pass: %w", tried, err)
 	}
+}
+
+// runEvents relays the member's pod events to the host pods until ctx ends, from an informer of its own (pod events
+// only), started and synced here.
+func (r *Registry) runEvents(ctx context.Context, member string, m *provider.Member, client kubernetes.Interface, resync time.Duration) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(client, resync, informers.WithTransform(provider.TrimForCache),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "involvedObject.kind=Pod" }))
+	inf := factory.Core().V1().Events().Informer()
+	since := time.Now()
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return nil // ctx ended
+	}
+	// Built once it can run: a controller's queue lives until Run returns.
+	ec, err := events.New(events.Config{Member: member, Owner: m.Owner(), Events: inf, MemberPods: m.MemberPods(),
+		HostPods: r.cfg.HostPods.Lister(), Recorder: r.cfg.Recorder, Since: since, Metrics: r.controllers})
+	if err != nil {
+		return err
+	}
+	return ec.Run(ctx, 2)
 }

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	corev1informers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
@@ -30,6 +31,7 @@ import (
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 
 	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/controllers"
 	"github.com/tetherkube/tether/provider/kubelet"
 )
 
@@ -53,6 +55,7 @@ type Config struct {
 	HostSecrets         corev1informers.SecretInformer
 	HostServices        corev1informers.ServiceInformer
 	HostServiceAccounts corev1informers.ServiceAccountInformer
+	HostEndpointSlices  discoveryinformers.EndpointSliceInformer
 	// Recorder writes events on host objects (pods, nodes, member Secrets).
 	Recorder record.EventRecorder
 	// Kubelet serves the kubelet API on a member's own port (Member.Port); nil when no member has one.
@@ -97,6 +100,8 @@ type NodeSettings struct {
 	// PodSyncRetries is how often the pod controller's queues retry one pod before they leave it to the repair
 	// pass (virtual-kubelet's own limit is 20).
 	PodSyncRetries int
+	// CopyGrace is how long a member copy of a ConfigMap or Secret that nothing uses any more stays.
+	CopyGrace time.Duration
 	// MemberRequestTimeout bounds each request of the pod path to a member apiserver (0: none), so that a member
 	// that hangs fails the request and the work is retried instead of holding a worker.
 	MemberRequestTimeout time.Duration
@@ -138,8 +143,10 @@ type Listener interface {
 type Registry struct {
 	cfg     Config
 	metrics *metrics
-	queue   workqueue.TypedRateLimitingInterface[string]
-	secrets corev1listers.SecretLister
+	// controllers are the metrics of every member's controllers.
+	controllers *controllers.Metrics
+	queue       workqueue.TypedRateLimitingInterface[string]
+	secrets     corev1listers.SecretLister
 
 	mu      sync.Mutex
 	members map[string]*running // by member name
@@ -149,7 +156,7 @@ type Registry struct {
 func New(cfg Config) (*Registry, error) {
 	var errs []error
 	if cfg.Host == nil || cfg.HostPods == nil || cfg.HostConfigMaps == nil || cfg.HostSecrets == nil ||
-		cfg.HostServices == nil || cfg.HostServiceAccounts == nil || cfg.Recorder == nil {
+		cfg.HostServices == nil || cfg.HostServiceAccounts == nil || cfg.HostEndpointSlices == nil || cfg.Recorder == nil {
 		errs = append(errs, errors.New("host client, host informers and event recorder must be set"))
 	}
 	if cfg.ClusterID == "" {
@@ -193,9 +200,14 @@ func New(cfg Config) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
+	cm, err := controllers.NewMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
 	return &Registry{
-		cfg:     cfg,
-		metrics: m,
+		cfg:         cfg,
+		metrics:     m,
+		controllers: cm,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "tether-member-secrets"}),
 		members: map[string]*running{},

@@ -112,6 +112,7 @@ func (e *env) start(mutate func(*Config)) *Registry {
 		Host: e.host, ClusterID: "host-1",
 		HostPods: factory.Core().V1().Pods(), HostConfigMaps: factory.Core().V1().ConfigMaps(),
 		HostSecrets: factory.Core().V1().Secrets(), HostServices: factory.Core().V1().Services(),
+		HostEndpointSlices:  factory.Discovery().V1().EndpointSlices(),
 		HostServiceAccounts: factory.Core().V1().ServiceAccounts(),
 		Recorder:            e.recorder, Metrics: e.metrics, NewClients: e.clients,
 		MemberSecrets: true, Namespace: api.DefaultNamespace,
@@ -132,7 +133,7 @@ func (e *env) start(mutate func(*Config)) *Registry {
 	for _, inf := range []interface {
 		Informer() cache.SharedIndexInformer
 	}{cfg.HostPods, cfg.HostConfigMaps,
-		cfg.HostSecrets, cfg.HostServices, cfg.HostServiceAccounts} {
+		cfg.HostSecrets, cfg.HostServices, cfg.HostServiceAccounts, cfg.HostEndpointSlices} {
 		inf.Informer()
 	}
 	factory.Start(ctx.Done())

@@ -69,6 +69,9 @@ type burstResult struct {
 	// TetherStatusDelay is tether-node's own part of member Running → host Running: member pod event → end of the
 	// host status write (tether_node_pod_status_delay_seconds, every status of the burst).
 	TetherStatusDelay *latency `json:"tetherStatusDelay,omitempty"`
+	// TetherStatusPut is the latency of tether-node's host status writes (PUT pods/status) during the burst, as its
+	// client measured it: the host apiserver's share of TetherStatusDelay.
+	TetherStatusPut *latency `json:"tetherStatusPut,omitempty"`
 	// CPU seconds of every process of the clusters and tether-node during the burst, by <cluster>/<binary>.
 	CPU map[string]float64 `json:"cpuSeconds"`
 	// window is what the accounting pass counts audit events in.
@@ -76,8 +79,12 @@ type burstResult struct {
 	e2e    []time.Duration
 }
 
-// statusDelayMetric is tether-node's histogram of member pod event → host status written.
-const statusDelayMetric = "tether_node_pod_status_delay_seconds"
+// statusDelayMetric is tether-node's histogram of member pod event → host status written; requestDurationMetric
+// the latency of its clients' requests.
+const (
+	statusDelayMetric     = "tether_node_pod_status_delay_seconds"
+	requestDurationMetric = "tether_node_api_request_duration_seconds"
+)
 
 // tracker records podTimes from watch events.
 type tracker struct {
@@ -315,8 +322,12 @@ func runBurst(ctx context.Context, e *env, o *options, kind string, index int, n
 					Verb: k.Verb, Resource: k.Resource, Count: int(v), PerPod: v / float64(o.N)})
 			}
 			sortCounts(res.TetherRequests)
-			if h := histogramOf(after, statusDelayMetric).sub(histogramOf(before, statusDelayMetric)); len(h) > 0 {
-				res.TetherStatusDelay = &latency{Count: int(h[math.Inf(1)]), P50: h.quantile(.5), P90: h.quantile(.9), P99: h.quantile(.99)}
+			if h := histogramOf(after, statusDelayMetric, nil).sub(histogramOf(before, statusDelayMetric, nil)); len(h) > 0 {
+				res.TetherStatusDelay = h.latency()
+			}
+			put := map[string]string{"host": e.host.hostport, "verb": "PUT", "resource": "pods/status"}
+			if h := histogramOf(after, requestDurationMetric, put).sub(histogramOf(before, requestDurationMetric, put)); len(h) > 0 {
+				res.TetherStatusPut = h.latency()
 			}
 		}
 	}

@@ -295,11 +295,15 @@ func isWrite(verb string) bool {
 // histogram is one Prometheus histogram summed over its label sets: cumulative counts by upper bound.
 type histogram map[float64]float64
 
-// histogramOf sums the buckets of the histogram name in samples.
-func histogramOf(ms []sample, name string) histogram {
+// histogramOf sums the buckets of the histogram name in samples, over the label sets that have every label of
+// match.
+func histogramOf(ms []sample, name string, match map[string]string) histogram {
 	out := histogram{}
 	for _, s := range ms {
 		if s.Name != name+"_bucket" {
+			continue
+		}
+		if !labelsMatch(s.Labels, match) {
 			continue
 		}
 		le, err := strconv.ParseFloat(s.Labels["le"], 64)
@@ -348,4 +352,18 @@ func (h histogram) quantile(q float64) time.Duration {
 		lower, below = le, h[le]
 	}
 	return time.Duration(lower * float64(time.Second))
+}
+
+func labelsMatch(labels, match map[string]string) bool {
+	for k, v := range match {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// latency is the histogram's count and p50/p90/p99.
+func (h histogram) latency() *latency {
+	return &latency{Count: int(h[math.Inf(1)]), P50: h.quantile(.5), P90: h.quantile(.9), P99: h.quantile(.99)}
 }

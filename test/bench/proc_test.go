@@ -110,7 +110,10 @@ tether_node_pod_status_delay_seconds_count{member="m2"} 100
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := histogramOf(ms, statusDelayMetric)
+	h := histogramOf(ms, statusDelayMetric, nil)
+	if m2 := histogramOf(ms, statusDelayMetric, map[string]string{"member": "m2"}); m2[0.1] != 60 {
+		t.Errorf("m2 only: %v", m2)
+	}
 	if h[math.Inf(1)] != 200 || h[0.1] != 100 {
 		t.Fatalf("histogram = %v", h)
 	}

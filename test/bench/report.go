@@ -264,6 +264,9 @@ func printW1(w io.Writer, w1 *w1Result) {
 		if l := r.TetherStatusDelay; l != nil {
 			fmt.Fprintf(tw, "  %s #%d\t  of which tether-node (event → status written, %d writes)\t%s / %s\t\n", r.Kind, r.Index, l.Count, secs(l.P50), secs(l.P99))
 		}
+		if l := r.TetherStatusPut; l != nil {
+			fmt.Fprintf(tw, "  %s #%d\t    of which the host's answer to PUT pods/status (%d)\t%s / %s\t\n", r.Kind, r.Index, l.Count, secs(l.P50), secs(l.P99))
+		}
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nCPU seconds during the burst (last run of each kind; 2 cores = 2 CPU s per second)")

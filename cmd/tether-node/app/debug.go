@@ -18,16 +18,22 @@ import (
 )
 
 // serveDebug serves net/http/pprof under /debug/pprof/ and Prometheus metrics under /metrics on addr until ctx
-// ends: the Go runtime and process collectors, and tether_node_api_requests_total, every request tether-node's
-// clients make (watches aside) by apiserver, verb and resource, besides what reg holds (the member registry's metrics). It is for benchmarks and profiling: it has no
+// ends: the Go runtime and process collectors, and tether_node_api_requests_total and
+// tether_node_api_request_duration_seconds, every request tether-node's clients make (watches aside) by apiserver,
+// verb and resource, besides what reg holds (the member registry's metrics). It is for benchmarks and profiling: it has no
 // authentication, so bind it to loopback.
 func serveDebug(ctx context.Context, addr string, reg *prometheus.Registry) error {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tether_node_api_requests_total",
 		Help: "Requests tether-node's clients made (watches aside), by apiserver (host:port), verb and resource.",
 	}, []string{"host", "verb", "resource"})
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), requests)
-	metrics.Register(metrics.RegisterOpts{RequestLatency: requestCounter{requests}})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tether_node_api_request_duration_seconds",
+		Help:    "Latency of the requests tether-node's clients made (watches aside), by apiserver (host:port), verb and resource.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"host", "verb", "resource"})
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), requests, latency)
+	metrics.Register(metrics.RegisterOpts{RequestLatency: requestCounter{requests, latency}})
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -57,10 +63,15 @@ func serveDebug(ctx context.Context, addr string, reg *prometheus.Registry) erro
 }
 
 // requestCounter counts client-go requests from its latency hook, which sees the verb and the URL template.
-type requestCounter struct{ c *prometheus.CounterVec }
+type requestCounter struct {
+	c *prometheus.CounterVec
+	h *prometheus.HistogramVec
+}
 
-func (r requestCounter) Observe(_ context.Context, verb string, u url.URL, _ time.Duration) {
-	r.c.WithLabelValues(u.Host, requestVerb(verb, u.Path), requestResource(u.Path)).Inc()
+func (r requestCounter) Observe(_ context.Context, verb string, u url.URL, d time.Duration) {
+	labels := []string{u.Host, requestVerb(verb, u.Path), requestResource(u.Path)}
+	r.c.WithLabelValues(labels...).Inc()
+	r.h.WithLabelValues(labels...).Observe(d.Seconds())
 }
 
 // requestVerb tells a LIST from a GET: client-go's URL template names a single object {name}.

@@ -69,6 +69,7 @@ func NewOptions() *Options {
 			LeaseDuration:        40,
 			RepairInterval:       30 * time.Second,
 			PodSyncRetries:       20,
+			CopyGrace:            2 * time.Minute,
 			MemberRequestTimeout: 30 * time.Second,
 			DeniedNamespaces:     []string{metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease, api.DefaultNamespace},
 		},
@@ -117,6 +118,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.CapacityDebounce, "capacity-debounce", o.CapacityDebounce, "least time between two capacity recomputations of a node")
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", o.NodeStatusInterval, "how often node status is written when nothing changed")
 	fs.DurationVar(&o.RepairInterval, "repair-interval", o.RepairInterval, "how often the repair pass compares host pods and member pods from the caches and puts right what the pod controller gave up on")
+	fs.DurationVar(&o.CopyGrace, "copy-grace", o.CopyGrace, "how long a member copy of a ConfigMap or Secret stays once no Tether pod on that member uses it (or its host object is gone)")
 	fs.IntVar(&o.PodSyncRetries, "pod-sync-retries", o.PodSyncRetries, "how often the pod controller retries one pod (with backoff from 5ms to 1m) before it leaves the pod to the repair pass")
 	fs.DurationVar(&o.MemberRequestTimeout, "member-request-timeout", o.MemberRequestTimeout, "longest wait for one request of the pod path to a member apiserver (creates, deletes, copies); a member that hangs fails it and the work is retried; 0: no limit")
 	fs.Int32Var(&o.LeaseDuration, "lease-duration", o.LeaseDuration, "node lease duration in seconds")
@@ -188,7 +190,7 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 		{"--host-qps", o.HostQPS > 0}, {"--host-burst", o.HostBurst > 0}, {"--member-qps", o.MemberQPS > 0},
 		{"--member-burst", o.MemberBurst > 0}, {"--queue-qps", o.QueueQPS > 0}, {"--queue-burst", o.QueueBurst > 0},
 		{"--pod-workers", o.PodWorkers > 0}, {"--pod-sync-retries", o.PodSyncRetries > 0},
-		{"--member-request-timeout", o.MemberRequestTimeout >= 0},
+		{"--member-request-timeout", o.MemberRequestTimeout >= 0}, {"--copy-grace", o.CopyGrace >= 0},
 		{"--health-interval", o.HealthInterval > 0}, {"--health-timeout", o.HealthTimeout > 0},
 		{"--capacity-debounce", o.CapacityDebounce >= 0}, {"--node-status-interval", o.NodeStatusInterval > 0},
 		{"--lease-duration", o.LeaseDuration > 0}, {"--resync", o.Resync >= 0},

@@ -83,8 +83,8 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 	}
 	log.G(ctx).WithField("clusterID", clusterID).Info("tether-node starting")
 
-	// One host pod informer for every virtual node: pods bound to some node. ConfigMaps, Secrets and
-	// ServiceAccounts feed the copies made in members.
+	// One host pod informer for every virtual node: pods bound to some node. ConfigMaps, Secrets,
+	// ServiceAccounts, Services and EndpointSlices feed the copies made in members.
 	podFactory := informers.NewSharedInformerFactoryWithOptions(host, o.Resync, informers.WithTransform(provider.TrimForCache),
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 			lo.FieldSelector = fields.OneTermNotEqualSelector("spec.nodeName", "").String()
@@ -94,7 +94,8 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 	// Informers must be requested before the factory starts.
 	synced := []cache.InformerSynced{hostPods.Informer().HasSynced,
 		depFactory.Core().V1().ConfigMaps().Informer().HasSynced, depFactory.Core().V1().Secrets().Informer().HasSynced,
-		depFactory.Core().V1().Services().Informer().HasSynced, depFactory.Core().V1().ServiceAccounts().Informer().HasSynced}
+		depFactory.Core().V1().Services().Informer().HasSynced, depFactory.Core().V1().ServiceAccounts().Informer().HasSynced,
+		depFactory.Discovery().V1().EndpointSlices().Informer().HasSynced}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: host.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
@@ -130,6 +131,7 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 		HostSecrets:         depFactory.Core().V1().Secrets(),
 		HostServices:        depFactory.Core().V1().Services(),
 		HostServiceAccounts: depFactory.Core().V1().ServiceAccounts(),
+		HostEndpointSlices:  depFactory.Discovery().V1().EndpointSlices(),
 		Recorder:            recorder,
 		Kubelet:             registry.ListenerFunc(func(ctx context.Context, addr string) error { return srv.Serve(ctx, addr) }),
 		Metrics:             metricsRegistry,

@@ -1,0 +1,445 @@
+// Package copies keeps a member's copies of host ConfigMaps and Secrets in step with the host: a copy follows its
+// host object (updated in place, or replaced when the host object was replaced under the same name or the copy is
+// immutable), and a copy that no Tether pod on this member uses any more, or whose host object is gone, is deleted
+// after a grace period. Copies are created with the pods that need them (the pod path); this controller also
+// creates one again that it replaced or that someone deleted, while a pod uses it.
+package copies
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/controllers"
+	"github.com/tetherkube/tether/provider/forge"
+)
+
+// Name is the controller's name in logs and metrics.
+const Name = "copies"
+
+// ReasonCopyConflict is the event reason on a host pod whose ConfigMap or Secret has a member object of the same
+// name that Tether does not own (the same as the pod path's).
+const ReasonCopyConflict = "MemberObjectConflict"
+
+// Kinds of keys: "configmap/<namespace>/<name>" and "secret/<namespace>/<name>".
+const (
+	kindConfigMap = "configmap"
+	kindSecret    = "secret"
+)
+
+// Config is what the controller of one member needs.
+type Config struct {
+	// Member names the member; Owner is this virtual node's ownership.
+	Member string
+	Owner  api.Owner
+	// Client writes to the member.
+	Client kubernetes.Interface
+	// Host informers, shared by every member: pods (bound to some node), ConfigMaps and Secrets. The controller adds
+	// its handlers in Run and removes them when Run returns.
+	HostPods, HostConfigMaps, HostSecrets cache.SharedIndexInformer
+	// Member informers of the copies this node owns (filtered by the ownership labels).
+	ConfigMaps, Secrets cache.SharedIndexInformer
+	// Recorder writes events on host pods.
+	Recorder record.EventRecorder
+	// Grace is how long a copy that nothing uses stays before it is deleted.
+	Grace time.Duration
+	// Resync paces the periodic pass over every copy.
+	Resync time.Duration
+	// Metrics records reconciles and lag; nil: none.
+	Metrics *controllers.Metrics
+}
+
+// Controller is the ConfigMap and Secret copy controller of one member.
+type Controller struct {
+	cfg            Config
+	r              *controllers.Reconciler
+	hostPods       corev1listers.PodLister
+	hostConfigMaps corev1listers.ConfigMapLister
+	hostSecrets    corev1listers.SecretLister
+	configMaps     corev1listers.ConfigMapLister
+	secrets        corev1listers.SecretLister
+
+	unused  sync.Map // key → time.Time: since when nothing uses the copy
+	changed sync.Map // key → time.Time: the host change not yet applied (for the lag metric)
+}
+
+// New builds the controller; Run runs it.
+func New(cfg Config) (*Controller, error) {
+	if cfg.Client == nil || cfg.HostPods == nil || cfg.HostConfigMaps == nil || cfg.HostSecrets == nil ||
+		cfg.ConfigMaps == nil || cfg.Secrets == nil || cfg.Recorder == nil {
+		return nil, errors.New("copies: client, informers and recorder must be set")
+	}
+	if cfg.Grace < 0 {
+		return nil, fmt.Errorf("copies: grace period %s is negative", cfg.Grace)
+	}
+	c := &Controller{
+		cfg:            cfg,
+		hostPods:       corev1listers.NewPodLister(cfg.HostPods.GetIndexer()),
+		hostConfigMaps: corev1listers.NewConfigMapLister(cfg.HostConfigMaps.GetIndexer()),
+		hostSecrets:    corev1listers.NewSecretLister(cfg.HostSecrets.GetIndexer()),
+		configMaps:     corev1listers.NewConfigMapLister(cfg.ConfigMaps.GetIndexer()),
+		secrets:        corev1listers.NewSecretLister(cfg.Secrets.GetIndexer()),
+	}
+	c.r = controllers.New(c.sync, controllers.Options{Name: Name, Member: cfg.Member, Keys: c.keys, Resync: cfg.Resync, Metrics: cfg.Metrics})
+	return c, nil
+}
+
+// Run works until ctx ends, with workers goroutines. The informers must have synced.
+func (c *Controller) Run(ctx context.Context, workers int) error {
+	var regs []func()
+	add := func(inf cache.SharedIndexInformer, h cache.ResourceEventHandler) error {
+		reg, err := inf.AddEventHandler(h)
+		if err != nil {
+			return err
+		}
+		regs = append(regs, func() { _ = inf.RemoveEventHandler(reg) })
+		return nil
+	}
+	defer func() {
+		for _, remove := range regs {
+			remove()
+		}
+	}()
+	onHost := func(kind string) cache.ResourceEventHandler {
+		return cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { c.hostChanged(kind, obj) },
+			UpdateFunc: func(_, obj any) { c.hostChanged(kind, obj) },
+			DeleteFunc: func(obj any) { c.hostChanged(kind, obj) },
+		}
+	}
+	onCopy := func(kind string) cache.ResourceEventHandler {
+		f := func(obj any) {
+			if o, err := metaOf(obj); err == nil {
+				c.r.Enqueue(key(kind, o.GetNamespace(), o.GetName()))
+			}
+		}
+		return cache.ResourceEventHandlerFuncs{AddFunc: f, UpdateFunc: func(_, obj any) { f(obj) }, DeleteFunc: f}
+	}
+	for _, h := range []struct {
+		inf cache.SharedIndexInformer
+		h   cache.ResourceEventHandler
+	}{
+		{c.cfg.HostConfigMaps, onHost(kindConfigMap)}, {c.cfg.HostSecrets, onHost(kindSecret)},
+		{c.cfg.ConfigMaps, onCopy(kindConfigMap)}, {c.cfg.Secrets, onCopy(kindSecret)},
+		{c.cfg.HostPods, cache.ResourceEventHandlerFuncs{UpdateFunc: func(_, obj any) { c.hostPodChanged(obj, false) },
+			DeleteFunc: func(obj any) { c.hostPodChanged(obj, true) }}},
+	} {
+		if err := add(h.inf, h.h); err != nil {
+			return err
+		}
+	}
+	c.r.Run(ctx, workers)
+	return nil
+}
+
+// hostChanged enqueues the copy of a host object that changed or went, if this member has one.
+func (c *Controller) hostChanged(kind string, obj any) {
+	o, err := metaOf(obj)
+	if err != nil {
+		return
+	}
+	if _, ok := c.copyOf(kind, o.GetNamespace(), o.GetName()); ok {
+		k := key(kind, o.GetNamespace(), o.GetName())
+		c.changed.LoadOrStore(k, time.Now())
+		c.r.Enqueue(k)
+	}
+}
+
+// hostPodChanged enqueues the copies a pod of this node used once it is being deleted, done or gone: they may be
+// unused now.
+func (c *Controller) hostPodChanged(obj any, gone bool) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	p, ok := obj.(*corev1.Pod)
+	if !ok || p.Spec.NodeName != c.cfg.Owner.NodeName || !gone && live(p) && p.DeletionTimestamp == nil {
+		return
+	}
+	cms, secrets := forge.PodReferences(&p.Spec)
+	for _, r := range cms {
+		c.r.Enqueue(key(kindConfigMap, p.Namespace, r.Name))
+	}
+	for _, r := range secrets {
+		c.r.Enqueue(key(kindSecret, p.Namespace, r.Name))
+	}
+}
+
+// keys are every copy this node owns: the periodic pass.
+func (c *Controller) keys() []string {
+	var out []string
+	for _, kind := range []string{kindConfigMap, kindSecret} {
+		inf := c.cfg.ConfigMaps
+		if kind == kindSecret {
+			inf = c.cfg.Secrets
+		}
+		for _, k := range inf.GetStore().ListKeys() {
+			out = append(out, kind+"/"+k)
+		}
+	}
+	return out
+}
+
+func key(kind, namespace, name string) string { return kind + "/" + namespace + "/" + name }
+
+func (c *Controller) sync(ctx context.Context, k string) error {
+	kind, ns, name, ok := splitKey(k)
+	if !ok {
+		return nil
+	}
+	switch kind {
+	case kindConfigMap:
+		return c.syncConfigMap(ctx, k, ns, name)
+	case kindSecret:
+		return c.syncSecret(ctx, k, ns, name)
+	}
+	return nil
+}
+
+func (c *Controller) syncConfigMap(ctx context.Context, k, ns, name string) error {
+	cms := c.cfg.Client.CoreV1().ConfigMaps(ns)
+	have, err := c.configMaps.ConfigMaps(ns).Get(name)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	src, err := c.hostConfigMaps.ConfigMaps(ns).Get(name)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	users := c.users(kindConfigMap, ns, name)
+	var want *corev1.ConfigMap
+	if src != nil && len(users) > 0 {
+		want = forge.ConfigMap(src, c.cfg.Owner)
+	}
+	create := func() error {
+		_, err := cms.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
+	switch {
+	case have != nil && !c.cfg.Owner.Owns(have):
+		return nil // the cache holds owned copies only; never anything else
+	case have == nil && want == nil:
+		c.unused.Delete(k)
+		return nil
+	case have == nil:
+		return c.created(ctx, k, users, create())
+	case want == nil:
+		return c.collect(ctx, k, have, func(o metav1.DeleteOptions) error { return cms.Delete(ctx, name, o) })
+	}
+	c.unused.Delete(k)
+	switch forge.ConfigMapAction(have, want) {
+	case forge.CopyUpdate:
+		up := have.DeepCopy()
+		up.Labels, up.Annotations, up.Data, up.BinaryData, up.Immutable = want.Labels, want.Annotations, want.Data, want.BinaryData, want.Immutable
+		_, err := cms.Update(ctx, up, metav1.UpdateOptions{})
+		return c.written(k, err)
+	case forge.CopyReplace:
+		if err := deleteCopy(have, func(o metav1.DeleteOptions) error { return cms.Delete(ctx, name, o) }); err != nil {
+			return err
+		}
+		return c.created(ctx, k, users, create())
+	}
+	c.changed.Delete(k)
+	return nil
+}
+
+func (c *Controller) syncSecret(ctx context.Context, k, ns, name string) error {
+	secrets := c.cfg.Client.CoreV1().Secrets(ns)
+	have, err := c.secrets.Secrets(ns).Get(name)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	src, err := c.hostSecrets.Secrets(ns).Get(name)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	users := c.users(kindSecret, ns, name)
+	var want *corev1.Secret
+	if src != nil && src.Type != corev1.SecretTypeServiceAccountToken && len(users) > 0 {
+		want = forge.Secret(src, c.cfg.Owner)
+	}
+	create := func() error {
+		_, err := secrets.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
+	switch {
+	case have != nil && !c.cfg.Owner.Owns(have):
+		return nil
+	case have == nil && want == nil:
+		c.unused.Delete(k)
+		return nil
+	case have == nil:
+		return c.created(ctx, k, users, create())
+	case want == nil:
+		return c.collect(ctx, k, have, func(o metav1.DeleteOptions) error { return secrets.Delete(ctx, name, o) })
+	}
+	c.unused.Delete(k)
+	switch forge.SecretAction(have, want) {
+	case forge.CopyUpdate:
+		up := have.DeepCopy()
+		up.Labels, up.Annotations, up.Data, up.Immutable = want.Labels, want.Annotations, want.Data, want.Immutable
+		_, err := secrets.Update(ctx, up, metav1.UpdateOptions{})
+		return c.written(k, err)
+	case forge.CopyReplace:
+		if err := deleteCopy(have, func(o metav1.DeleteOptions) error { return secrets.Delete(ctx, name, o) }); err != nil {
+			return err
+		}
+		return c.created(ctx, k, users, create())
+	}
+	c.changed.Delete(k)
+	return nil
+}
+
+// collect deletes a copy nothing uses once it has been unused for the grace period.
+func (c *Controller) collect(ctx context.Context, k string, have metav1.Object, del func(metav1.DeleteOptions) error) error {
+	at, _ := c.unused.LoadOrStore(k, time.Now())
+	if left := c.cfg.Grace - time.Since(at.(time.Time)); left > 0 {
+		c.r.EnqueueAfter(k, left)
+		return nil
+	}
+	if err := deleteCopy(have, del); err != nil {
+		return err
+	}
+	c.unused.Delete(k)
+	c.changed.Delete(k)
+	return ctx.Err()
+}
+
+// deleteCopy deletes an owned copy with a UID precondition; gone already, or replaced by another object, is fine.
+func deleteCopy(have metav1.Object, del func(metav1.DeleteOptions) error) error {
+	err := del(metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(have.GetUID()))})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("delete member copy %s/%s: %w", have.GetNamespace(), have.GetName(), err)
+	}
+	return nil
+}
+
+// created handles the result of a create: an object of that name that is not Tether's is a conflict, reported on
+// the pods that would use it (the member object is left as it is, and the key is not retried: the periodic pass
+// looks again).
+func (c *Controller) created(ctx context.Context, k string, users []*corev1.Pod, err error) error {
+	if apierrors.IsAlreadyExists(err) {
+		owned, gerr := c.liveOwned(ctx, k)
+		if gerr != nil || owned {
+			return gerr // ours, and the cache lags; or ask again
+		}
+		kind, ns, name, _ := splitKey(k)
+		msg := fmt.Sprintf("member %s already has %s %s/%s that Tether does not own; it is left untouched", c.cfg.Member, kind, ns, name)
+		for _, p := range users {
+			c.cfg.Recorder.Event(p, corev1.EventTypeWarning, ReasonCopyConflict, msg)
+		}
+		return nil
+	}
+	return c.written(k, err)
+}
+
+// liveOwned reads the member object of key from the member apiserver (a create found one the cache does not
+// hold) and tells whether Tether owns it.
+func (c *Controller) liveOwned(ctx context.Context, k string) (bool, error) {
+	kind, ns, name, _ := splitKey(k)
+	var (
+		o   metav1.Object
+		err error
+	)
+	if kind == kindConfigMap {
+		o, err = c.cfg.Client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+	} else {
+		o, err = c.cfg.Client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	}
+	if apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("member %s %s/%s: gone again", kind, ns, name)
+	}
+	if err != nil {
+		return false, err
+	}
+	return c.cfg.Owner.Owns(o), nil
+}
+
+func (c *Controller) written(k string, err error) error {
+	if err != nil {
+		return fmt.Errorf("write member copy %s: %w", k, err)
+	}
+	if at, ok := c.changed.LoadAndDelete(k); ok {
+		c.cfg.Metrics.ObserveLag(Name, c.cfg.Member, at.(time.Time))
+	}
+	return nil
+}
+
+// users are the live host pods of this node that use the object.
+func (c *Controller) users(kind, ns, name string) []*corev1.Pod {
+	pods, err := c.hostPods.Pods(ns).List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	var out []*corev1.Pod
+	for _, p := range pods {
+		if p.Spec.NodeName != c.cfg.Owner.NodeName || !live(p) {
+			continue
+		}
+		cms, secrets := forge.PodReferences(&p.Spec)
+		refs := cms
+		if kind == kindSecret {
+			refs = secrets
+		}
+		if slices.ContainsFunc(refs, func(r forge.Ref) bool { return r.Name == name }) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// live: a pod that has not finished; one being deleted still runs in the member until its copy is gone.
+func live(p *corev1.Pod) bool {
+	return p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
+}
+
+func (c *Controller) copyOf(kind, ns, name string) (metav1.Object, bool) {
+	var (
+		o   metav1.Object
+		err error
+	)
+	switch kind {
+	case kindConfigMap:
+		o, err = c.configMaps.ConfigMaps(ns).Get(name)
+	case kindSecret:
+		o, err = c.secrets.Secrets(ns).Get(name)
+	default:
+		return nil, false
+	}
+	if err != nil || !c.cfg.Owner.Owns(o) {
+		return nil, false
+	}
+	return o, true
+}
+
+func metaOf(obj any) (metav1.Object, error) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	o, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, fmt.Errorf("not an object: %T", obj)
+	}
+	return o, nil
+}
+
+func splitKey(k string) (kind, ns, name string, ok bool) {
+	parts := strings.SplitN(k, "/", 3)
+	if len(parts) != 3 {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}

@@ -1,0 +1,161 @@
+// Package controllers holds what keeps the member copies of offloaded pods' dependencies in step with the host:
+// one small level-triggered reconciler (this file) and one package per kind under controllers/. tether-node runs
+// one set per member, beside the member's virtual node.
+//
+// Every controller follows the same rules: event handlers only enqueue keys; a worker reads the caches and writes;
+// a failed key is retried with backoff and never dropped; a periodic pass enqueues every key again, so that
+// whatever an event missed is put right; and a member object is updated or deleted only if Tether owns it (its
+// ownership labels and host-UID annotation), with a UID or resourceVersion precondition.
+package controllers
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// SyncFunc puts one key right. An error retries the key with backoff.
+type SyncFunc func(ctx context.Context, key string) error
+
+// Reconciler is a named work queue of string keys with its workers and its periodic pass.
+type Reconciler struct {
+	name   string
+	member string
+	sync   SyncFunc
+	// keys lists every key the periodic pass enqueues (from caches); nil: no periodic pass.
+	keys    func() []string
+	resync  time.Duration
+	queue   workqueue.TypedRateLimitingInterface[string]
+	metrics *Metrics
+}
+
+// Options shape a Reconciler.
+type Options struct {
+	// Name names the controller in logs, metrics and the queue; Member the member it works for.
+	Name, Member string
+	// Keys lists every key the periodic pass enqueues, every Resync; nil or Resync 0: no periodic pass.
+	Keys   func() []string
+	Resync time.Duration
+	// Metrics records reconciles and their outcome; nil: none.
+	Metrics *Metrics
+}
+
+// New builds a Reconciler; Run works it and must be called (its queue lives until Run returns).
+func New(sync SyncFunc, o Options) *Reconciler {
+	return &Reconciler{
+		name: o.Name, member: o.Member, sync: sync, keys: o.Keys, resync: o.Resync, metrics: o.Metrics,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, time.Minute),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: o.Name + "-" + o.Member}),
+	}
+}
+
+// Enqueue asks for key to be reconciled.
+func (r *Reconciler) Enqueue(key string) { r.queue.Add(key) }
+
+// EnqueueAfter asks for key to be reconciled once d has passed.
+func (r *Reconciler) EnqueueAfter(key string, d time.Duration) { r.queue.AddAfter(key, d) }
+
+// Len is the number of keys waiting.
+func (r *Reconciler) Len() int { return r.queue.Len() }
+
+// Run works the queue with workers goroutines until ctx ends, and returns once they have stopped.
+func (r *Reconciler) Run(ctx context.Context, workers int) {
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("controller", r.name))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer r.queue.ShutDown()
+	for range workers {
+		wg.Go(func() {
+			for r.next(ctx) {
+			}
+		})
+	}
+	var tick <-chan time.Time
+	if r.keys != nil && r.resync > 0 {
+		t := time.NewTicker(r.resync)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+			for _, k := range r.keys() {
+				r.queue.Add(k)
+			}
+		}
+	}
+}
+
+func (r *Reconciler) next(ctx context.Context) bool {
+	key, quit := r.queue.Get()
+	if quit {
+		return false
+	}
+	defer r.queue.Done(key)
+	err := r.sync(ctx, key)
+	r.metrics.observe(r.name, r.member, err)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.G(ctx).WithField("key", key).WithError(err).Debug("reconcile failed; retrying")
+			r.queue.AddRateLimited(key)
+		}
+		return true
+	}
+	r.queue.Forget(key)
+	return true
+}
+
+// Metrics are the controllers' metrics, shared by every member's controllers.
+type Metrics struct {
+	reconciles *prometheus.CounterVec
+	lag        *prometheus.HistogramVec
+}
+
+// NewMetrics builds the controllers' metrics and registers them with reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tether_node_controller_reconciles_total",
+			Help: "Reconciles of member copies, by controller, member and result (ok, error).",
+		}, []string{"controller", "member", "result"}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tether_node_controller_lag_seconds",
+			Help:    "From the host change a controller saw to the member write that applied it, by controller and member.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"controller", "member"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.reconciles, m.lag} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) observe(controller, member string, err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.reconciles.WithLabelValues(controller, member, result).Inc()
+}
+
+// ObserveLag records the time from a host change (since) to the member write that applied it.
+func (m *Metrics) ObserveLag(controller, member string, since time.Time) {
+	if m == nil || since.IsZero() {
+		return
+	}
+	m.lag.WithLabelValues(controller, member).Observe(time.Since(since).Seconds())
+}

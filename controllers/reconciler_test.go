@@ -1,0 +1,50 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestReconcilerRetriesAndResyncs(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var mu sync.Mutex
+	calls := map[string]int{}
+	synced := make(chan string, 100)
+	r := New(func(_ context.Context, key string) error {
+		mu.Lock()
+		calls[key]++
+		n := calls[key]
+		mu.Unlock()
+		if key == "flaky" && n < 3 {
+			return errors.New("not yet")
+		}
+		synced <- key
+		return nil
+	}, Options{Name: "test", Member: "m1", Keys: func() []string { return []string{"periodic"} }, Resync: 20 * time.Millisecond})
+	done := make(chan struct{})
+	go func() { r.Run(ctx, 2); close(done) }()
+	r.Enqueue("flaky")
+	seen := map[string]bool{}
+	for deadline := time.After(10 * time.Second); !seen["flaky"] || !seen["periodic"]; {
+		select {
+		case k := <-synced:
+			seen[k] = true
+		case <-deadline:
+			t.Fatalf("synced %v: want flaky (after two failures) and periodic", seen)
+		}
+	}
+	mu.Lock()
+	if calls["flaky"] != 3 {
+		t.Errorf("flaky synced %d times, want 3", calls["flaky"])
+	}
+	mu.Unlock()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}

@@ -1,0 +1,481 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
+
+	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/internal/sandbox"
+	"github.com/tetherkube/tether/test/e2e/framework"
+)
+
+// kubectl runs the real kubectl against the host and fails the test unless it succeeds.
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	res, err := env.Host.Kubectl(t.Context(), nil, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 0 {
+		t.Fatalf("kubectl %s: exit %d: %s", strings.Join(args, " "), res.ExitCode, res.Stderr)
+	}
+	return res.Stdout
+}
+
+// usesConfigMapAndSecret mounts ConfigMap cm and Secret secret.
+func usesConfigMapAndSecret(cm, secret string) podSpecOpt {
+	return func(s *corev1.PodSpec) {
+		s.Volumes = append(s.Volumes,
+			corev1.Volume{Name: "cm", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: cm}}}},
+			corev1.Volume{Name: "secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret}}})
+	}
+}
+
+// waitCopy waits until the member copy of a host ConfigMap (secret: false) or Secret has the value v under key k
+// and is the copy of the host object with that UID; it returns how long that took.
+func waitCopy(t *testing.T, ns, name string, secret bool, k, v string, uid types.UID) time.Duration {
+	t.Helper()
+	start := time.Now()
+	m1 := env.Member(t, "m1").Client.CoreV1()
+	framework.Eventually(t, timeout, fmt.Sprintf("member copy of %s has %s=%s", name, k, v), func(ctx context.Context) error {
+		var (
+			got  string
+			meta metav1.ObjectMeta
+		)
+		if secret {
+			s, err := m1.Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			got, meta = string(s.Data[k]), s.ObjectMeta
+		} else {
+			c, err := m1.ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			got, meta = c.Data[k], c.ObjectMeta
+		}
+		if got != v || meta.Annotations[api.AnnotationHostUID] != string(uid) || meta.Labels[api.LabelManagedBy] != api.ManagedByTether {
+			return fmt.Errorf("%s=%q, copy of %s", k, got, meta.Annotations[api.AnnotationHostUID])
+		}
+		return nil
+	})
+	return time.Since(start)
+}
+
+// Copies follow their host objects: updated in place, replaced when the host object is replaced (new UID) or
+// immutable, and removed after the grace period once no pod uses them.
+func TestCopiesFollowTheHost(t *testing.T) {
+	env.RestartProcessWith(t, sandbox.TetherNode, "--copy-grace", "5s")
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	cms, secrets := env.Host.Client.CoreV1().ConfigMaps(ns), env.Host.Client.CoreV1().Secrets(ns)
+	cm, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "conf"}, Data: map[string]string{"k": "v1"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"}, StringData: map[string]string{"k": "v1"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "frozen"}, Data: map[string]string{"k": "v1"}, Immutable: ptr.To(true)}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runOnM1(t, ns, "user", usesConfigMapAndSecret("conf", "creds"), func(s *corev1.PodSpec) {
+		s.Volumes = append(s.Volumes, corev1.Volume{Name: "frozen", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "frozen"}}}})
+	})
+	waitCopy(t, ns, "conf", false, "k", "v1", cm.UID)
+
+	// Updated on the host → updated in the member within seconds.
+	cm.Data["k"] = "v2"
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sec.StringData = map[string]string{"k": "v2"}
+	if _, err := secrets.Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if took := waitCopy(t, ns, "conf", false, "k", "v2", cm.UID); took > 5*time.Second {
+		t.Errorf("the ConfigMap copy took %s to follow, want ≤ 5 s", took.Round(100*time.Millisecond))
+	}
+	if took := waitCopy(t, ns, "creds", true, "k", "v2", sec.UID); took > 5*time.Second {
+		t.Errorf("the Secret copy took %s to follow, want ≤ 5 s", took.Round(100*time.Millisecond))
+	}
+
+	// Replaced on the host (same name, new UID) → replaced in the member; an immutable one is replaced too.
+	if err := cms.Delete(ctx, "conf", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cm, err = cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "conf"}, Data: map[string]string{"k": "v3"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCopy(t, ns, "conf", false, "k", "v3", cm.UID)
+	if err := cms.Delete(ctx, "frozen", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	frozen, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "frozen"}, Data: map[string]string{"k": "v2"}, Immutable: ptr.To(true)}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCopy(t, ns, "frozen", false, "k", "v2", frozen.UID)
+
+	// The last pod that uses them goes → the copies go after the grace period, not before.
+	if err := env.Host.Client.CoreV1().Pods(ns).Delete(ctx, "user", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, timeout, "host pod gone", func(ctx context.Context) error {
+		if _, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, "user", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %v", err)
+		}
+		return nil
+	})
+	gone := time.Now()
+	m1 := env.Member(t, "m1").Client.CoreV1()
+	framework.Eventually(t, timeout, "copies collected", func(ctx context.Context) error {
+		for _, name := range []string{"conf", "frozen"} {
+			if _, err := m1.ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("configmap %s: %v", name, err)
+			}
+		}
+		if _, err := m1.Secrets(ns).Get(ctx, "creds", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("secret creds: %v", err)
+		}
+		return nil
+	})
+	if took := time.Since(gone); took < 4*time.Second {
+		t.Errorf("copies collected %s after the last pod went, before the 5 s grace period", took.Round(100*time.Millisecond))
+	}
+}
+
+// A member object of the same name that Tether does not own is never updated or collected; the pod waits.
+func TestCopiesLeaveUnownedObjectsAlone(t *testing.T) {
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	m1 := env.Member(t, "m1").Client.CoreV1()
+	if _, err := m1.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m1.Namespaces().Delete(context.WithoutCancel(ctx), ns, metav1.DeleteOptions{}) })
+	theirs, err := m1.ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "theirs"}, Data: map[string]string{"k": "member"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostCMs := env.Host.Client.CoreV1().ConfigMaps(ns)
+	var mine *corev1.ConfigMap
+	for _, name := range []string{"mine", "theirs"} {
+		cm, err := hostCMs.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"k": "host"}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "mine" {
+			mine = cm
+		}
+	}
+	// "mine" sorts first: its copy is made before the conflict stops the pod.
+	if _, err := env.Host.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "user"},
+		Spec: offloadedSpec(onMember("m1"), func(s *corev1.PodSpec) {
+			for _, name := range []string{"mine", "theirs"} {
+				s.Volumes = append(s.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+					LocalObjectReference: corev1.LocalObjectReference{Name: name}}}})
+			}
+		})}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, ns, "user", "MemberObjectConflict", "configmap "+ns+"/theirs")
+	waitCopy(t, ns, "mine", false, "k", "host", mine.UID)
+	// Both change on the host: the copy follows, the member's own object does not.
+	for _, name := range []string{"theirs", "mine"} {
+		if _, err := hostCMs.Patch(ctx, name, types.MergePatchType, []byte(`{"data":{"k":"host-2"}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCopy(t, ns, "mine", false, "k", "host-2", mine.UID)
+	got, err := m1.ConfigMaps(ns).Get(ctx, "theirs", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ResourceVersion != theirs.ResourceVersion || got.Data["k"] != "member" {
+		t.Errorf("the member's own ConfigMap changed: %v (resourceVersion %s → %s)", got.Data, theirs.ResourceVersion, got.ResourceVersion)
+	}
+	if p, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, "user", metav1.GetOptions{}); err != nil || p.Status.Phase == corev1.PodRunning {
+		t.Errorf("the pod runs with the member's own ConfigMap: %v", err)
+	}
+}
+
+// `kubectl label` on a host pod reaches its member pod; a label removed there is removed in the member.
+func TestPodLabelsReachTheMember(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	runOnM1(t, ns, "x")
+	kubectl(t, "label", "-n", ns, "pod", "x", "tier=gold", "team=blue")
+	m1 := env.Member(t, "m1").Client.CoreV1().Pods(ns)
+	start := time.Now()
+	labelled := func(want map[string]string, absent ...string) func(context.Context) error {
+		return func(ctx context.Context) error {
+			p, err := m1.Get(ctx, "x", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for k, v := range want {
+				if p.Labels[k] != v {
+					return fmt.Errorf("labels %v", p.Labels)
+				}
+			}
+			for _, k := range absent {
+				if _, ok := p.Labels[k]; ok {
+					return fmt.Errorf("labels %v", p.Labels)
+				}
+			}
+			if p.Labels[api.LabelManagedBy] != api.ManagedByTether {
+				t.Fatalf("the ownership labels went: %v", p.Labels)
+			}
+			return nil
+		}
+	}
+	framework.Eventually(t, timeout, "tier=gold in the member", labelled(map[string]string{"tier": "gold", "team": "blue"}))
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the label took %s to reach the member, want ≤ 5 s", took.Round(100*time.Millisecond))
+	}
+	kubectl(t, "label", "-n", ns, "pod", "x", "team-")
+	framework.Eventually(t, timeout, "team removed in the member", labelled(map[string]string{"tier": "gold"}, "team"))
+}
+
+// A member pod its member cannot schedule shows the member scheduler's FailedScheduling on the host pod, with the
+// member named: 20 CPU fit the virtual node (two usable 16-CPU nodes) but no single node of m1.
+func TestMemberEventsReachTheHost(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	if _, err := env.Host.Client.CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "nowhere"},
+		Spec: offloadedSpec(onMember("m1"), func(s *corev1.PodSpec) {
+			s.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("20")}
+		})}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, ns, "nowhere", "FailedScheduling", "member m1")
+	if out := kubectl(t, "describe", "pod", "-n", ns, "nowhere"); !strings.Contains(out, "member m1") || !strings.Contains(out, "FailedScheduling") {
+		t.Errorf("kubectl describe pod shows no member event:\n%s", out)
+	}
+}
+
+// memberSliceIPs are the addresses of the EndpointSlices Tether mirrored for a Service in a member.
+func memberSliceIPs(ctx context.Context, m *framework.Cluster, ns, service string) ([]string, error) {
+	l, err := m.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{
+		LabelSelector: discoveryv1.LabelServiceName + "=" + service + "," + discoveryv1.LabelManagedBy + "=" + api.EndpointSliceManagedBy})
+	if err != nil {
+		return nil, err
+	}
+	var ips []string
+	for _, s := range l.Items {
+		for _, e := range s.Endpoints {
+			ips = append(ips, e.Addresses...)
+		}
+	}
+	slices.Sort(ips)
+	return ips, nil
+}
+
+// A host Service whose pods run in both members has, in each member, a copy without selector whose mirrored
+// EndpointSlices list the pods of both; a pod scaled away leaves them; the Service deleted on the host goes.
+func TestServicesReachEveryMember(t *testing.T) {
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	hostSvcs := env.Host.Client.CoreV1().Services(ns)
+	labels := map[string]string{"app": "web"}
+	port := []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}
+	if _, err := hostSvcs.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: corev1.ServiceSpec{Selector: labels, Ports: port}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hostSvcs.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web-headless"},
+		Spec: corev1.ServiceSpec{Selector: labels, Ports: port, ClusterIP: corev1.ClusterIPNone}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hostSvcs.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web-nodeport"},
+		Spec: corev1.ServiceSpec{Selector: labels, Ports: port, Type: corev1.ServiceTypeNodePort}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deployments := env.Host.Client.AppsV1().Deployments(ns)
+	for _, m := range []string{"m1", "m2"} {
+		d := deployment(ns, "web-"+m, 1, onMember(m))
+		d.Spec.Template.Labels = map[string]string{"app": "web", "member": m}
+		d.Spec.Selector.MatchLabels = d.Spec.Template.Labels
+		if _, err := deployments.Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ips []string
+	framework.Eventually(t, timeout, "both pods Running with IPs", func(ctx context.Context) error {
+		pods, err := env.Host.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return err
+		}
+		ips = nil
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && p.DeletionTimestamp == nil {
+				ips = append(ips, p.Status.PodIP)
+			}
+		}
+		if len(ips) != 2 {
+			return fmt.Errorf("pod IPs %v", ips)
+		}
+		slices.Sort(ips)
+		return nil
+	})
+	for _, m := range env.Members {
+		framework.Eventually(t, timeout, m.Name+": Services web without selector, slices with both pods", func(ctx context.Context) error {
+			svc, err := m.Client.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if svc.Spec.Selector != nil || svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone || svc.Labels[api.LabelManagedBy] != api.ManagedByTether {
+				t.Fatalf("%s: service web %+v", m.Name, svc.Spec)
+			}
+			got, err := memberSliceIPs(ctx, m, ns, "web")
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got, ips) {
+				return fmt.Errorf("slice addresses %v, want %v", got, ips)
+			}
+			headless, err := m.Client.CoreV1().Services(ns).Get(ctx, "web-headless", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if headless.Spec.ClusterIP != corev1.ClusterIPNone {
+				t.Errorf("%s: the headless copy has cluster IP %s", m.Name, headless.Spec.ClusterIP)
+			}
+			np, err := m.Client.CoreV1().Services(ns).Get(ctx, "web-nodeport", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if np.Spec.Type != corev1.ServiceTypeClusterIP || np.Spec.Ports[0].NodePort != 0 {
+				t.Errorf("%s: the NodePort copy is %s with node port %d, want ClusterIP", m.Name, np.Spec.Type, np.Spec.Ports[0].NodePort)
+			}
+			return nil
+		})
+	}
+
+	// Scaled away in m2: its pod leaves the slices of both members within seconds.
+	if _, err := deployments.Patch(ctx, "web-m2", types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	framework.Eventually(t, timeout, "one pod left", func(ctx context.Context) error {
+		pods, err := env.Host.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "member=m1"})
+		if err != nil || len(pods.Items) != 1 {
+			return fmt.Errorf("pods %v: %v", pods, err)
+		}
+		left = []string{pods.Items[0].Status.PodIP}
+		hostSlices, err := env.Host.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=web"})
+		if err != nil {
+			return err
+		}
+		var hostIPs []string
+		for _, s := range hostSlices.Items {
+			for _, e := range s.Endpoints {
+				hostIPs = append(hostIPs, e.Addresses...)
+			}
+		}
+		if !slices.Equal(hostIPs, left) {
+			return fmt.Errorf("host slices %v", hostIPs)
+		}
+		return nil
+	})
+	hostUpdated := time.Now()
+	// m2 runs no Tether pod of the namespace any more, but keeps its copies for the grace period.
+	framework.Eventually(t, timeout, "the member slices follow", func(ctx context.Context) error {
+		for _, m := range env.Members {
+			got, err := memberSliceIPs(ctx, m, ns, "web")
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got, left) {
+				return fmt.Errorf("%s: slice addresses %v, want %v", m.Name, got, left)
+			}
+		}
+		return nil
+	})
+	if took := time.Since(hostUpdated); took > 5*time.Second {
+		t.Errorf("the member slices followed the host's %s later, want ≤ 5 s", took.Round(100*time.Millisecond))
+	}
+
+	// Deleted on the host: gone in the members.
+	if err := hostSvcs.Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, timeout, "service web gone in the members", func(ctx context.Context) error {
+		for _, m := range env.Members {
+			if _, err := m.Client.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("%s: %v", m.Name, err)
+			}
+			if got, err := memberSliceIPs(ctx, m, ns, "web"); err != nil || len(got) > 0 {
+				return fmt.Errorf("%s: slices %v, %v", m.Name, got, err)
+			}
+		}
+		return nil
+	})
+}
+
+// A Service that exists when the first pod of a namespace goes to a member is copied there before that pod, so
+// that the member's kubelet gives the pod the service's environment variables (WEB_SERVICE_HOST, …).
+func TestServiceCopiedBeforeTheFirstPod(t *testing.T) {
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	if _, err := env.Host.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The resource version a member object was created with, as its ADDED event carries it. Resource versions of
+	// one cluster grow with every write (etcd's revision), so they order the two creates.
+	m1 := env.Member(t, "m1").Client.CoreV1()
+	created := func(w watch.Interface, err error) <-chan int64 {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make(chan int64, 1)
+		go func() {
+			defer w.Stop()
+			for ev := range w.ResultChan() {
+				if o, ok := ev.Object.(metav1.Object); ok && ev.Type == watch.Added {
+					rv, _ := strconv.ParseInt(o.GetResourceVersion(), 10, 64)
+					out <- rv
+					return
+				}
+			}
+		}()
+		return out
+	}
+	svcCreated := created(m1.Services(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=web"}))
+	podCreated := created(m1.Pods(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=client"}))
+	runOnM1(t, ns, "client")
+	var sv, pv int64
+	for _, c := range []struct {
+		ch  <-chan int64
+		out *int64
+	}{{svcCreated, &sv}, {podCreated, &pv}} {
+		select {
+		case *c.out = <-c.ch:
+		case <-time.After(timeout):
+			t.Fatal("no ADDED event for the member Service or pod")
+		}
+	}
+	if sv == 0 || pv == 0 || sv > pv {
+		t.Errorf("the Service copy was created at resource version %d, the pod at %d: want the Service first", sv, pv)
+	}
+}
