@@ -101,11 +101,28 @@ func (m *Member) ensureServiceAccount(ctx context.Context, host *corev1.Pod, nam
 	if err != nil {
 		return fmt.Errorf("service account %s/%s: %w", host.Namespace, name, err)
 	}
-	// The cache holds owned copies only; Owns is checked again so that nothing else can ever pass for one.
+	// The cache holds owned copies only; Owns is checked again so that nothing else can ever pass for one. An
+	// existing copy is the copy controller's to keep in step.
 	if have, err := m.sas.ServiceAccounts(host.Namespace).Get(name); err == nil && m.owner.Owns(have) {
 		return nil
 	}
-	want := &corev1.ServiceAccount{ObjectMeta: forge.CopyMeta(src, m.owner), AutomountServiceAccountToken: src.AutomountServiceAccountToken}
+	// Its image pull Secrets first: the member's admission gives them to the pod.
+	for _, ref := range src.ImagePullSecrets {
+		secret, err := m.cfg.HostSecrets.Secrets(host.Namespace).Get(ref.Name)
+		if apierrors.IsNotFound(err) {
+			continue // as on any cluster: the pull fails, the pod says so
+		}
+		if err != nil {
+			return err
+		}
+		if secret.Type == corev1.SecretTypeServiceAccountToken {
+			continue
+		}
+		if err := m.ensureSecret(ctx, host, secret); err != nil {
+			return err
+		}
+	}
+	want := forge.ServiceAccount(src, m.owner)
 	sas := m.cfg.MemberClient.CoreV1().ServiceAccounts(host.Namespace)
 	return m.createCopy(ctx, host, "serviceaccount", name, func() error {
 		_, err := sas.Create(ctx, want, metav1.CreateOptions{})

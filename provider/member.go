@@ -285,10 +285,11 @@ func (m *Member) withRequestTimeout(ctx context.Context) (context.Context, conte
 // Owner is this node's ownership of member objects.
 func (m *Member) Owner() api.Owner { return m.owner }
 
-// CopyInformers are the member informers of the ConfigMap and Secret copies this node owns, for the copy
+// CopyInformers are the member informers of the ConfigMap, Secret and ServiceAccount copies this node owns, for the copy
 // controller (they start with the member's other informers).
-func (m *Member) CopyInformers() (configMaps, secrets cache.SharedIndexInformer) {
-	return m.ownFactory.Core().V1().ConfigMaps().Informer(), m.ownFactory.Core().V1().Secrets().Informer()
+func (m *Member) CopyInformers() (configMaps, secrets, serviceAccounts cache.SharedIndexInformer) {
+	core := m.ownFactory.Core().V1()
+	return core.ConfigMaps().Informer(), core.Secrets().Informer(), core.ServiceAccounts().Informer()
 }
 
 // MemberPods lists the member's pods (trimmed: metadata, status and what requests are made of).
@@ -304,3 +305,6 @@ func (m *Member) ServiceInformers() (services, slices cache.SharedIndexInformer)
 func (m *Member) SetBeforeFirstPod(f func(ctx context.Context, namespace string) error) {
 	m.beforeFirstPod.Store(&f)
 }
+
+// MemberNamespaces lists the member's namespaces.
+func (m *Member) MemberNamespaces() corev1listers.NamespaceLister { return m.namespaces }

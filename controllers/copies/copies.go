@@ -1,4 +1,4 @@
-// Package copies keeps a member's copies of host ConfigMaps and Secrets in step with the host: a copy follows its
+// Package copies keeps a member's copies of host ConfigMaps, Secrets and ServiceAccounts in step with the host: a copy follows its
 // host object (updated in place, or replaced when the host object was replaced under the same name or the copy is
 // immutable), and a copy that no Tether pod on this member uses any more, or whose host object is gone, is deleted
 // after a grace period. Copies are created with the pods that need them (the pod path); this controller also
@@ -35,10 +35,11 @@ const Name = "copies"
 // name that Tether does not own (the same as the pod path's).
 const ReasonCopyConflict = "MemberObjectConflict"
 
-// Kinds of keys: "configmap/<namespace>/<name>" and "secret/<namespace>/<name>".
+// Kinds of keys: "<kind>/<namespace>/<name>".
 const (
-	kindConfigMap = "configmap"
-	kindSecret    = "secret"
+	kindConfigMap      = "configmap"
+	kindSecret         = "secret"
+	kindServiceAccount = "serviceaccount"
 )
 
 // Config is what the controller of one member needs.
@@ -48,11 +49,11 @@ type Config struct {
 	Owner  api.Owner
 	// Client writes to the member.
 	Client kubernetes.Interface
-	// Host informers, shared by every member: pods (bound to some node), ConfigMaps and Secrets. The controller adds
-	// its handlers in Run and removes them when Run returns.
-	HostPods, HostConfigMaps, HostSecrets cache.SharedIndexInformer
+	// Host informers, shared by every member: pods (bound to some node), ConfigMaps, Secrets and ServiceAccounts.
+	// The controller adds its handlers in Run and removes them when Run returns.
+	HostPods, HostConfigMaps, HostSecrets, HostServiceAccounts cache.SharedIndexInformer
 	// Member informers of the copies this node owns (filtered by the ownership labels).
-	ConfigMaps, Secrets cache.SharedIndexInformer
+	ConfigMaps, Secrets, ServiceAccounts cache.SharedIndexInformer
 	// Recorder writes events on host pods.
 	Recorder record.EventRecorder
 	// Grace is how long a copy that nothing uses stays before it is deleted.
@@ -70,8 +71,10 @@ type Controller struct {
 	hostPods       corev1listers.PodLister
 	hostConfigMaps corev1listers.ConfigMapLister
 	hostSecrets    corev1listers.SecretLister
+	hostSAs        corev1listers.ServiceAccountLister
 	configMaps     corev1listers.ConfigMapLister
 	secrets        corev1listers.SecretLister
+	sas            corev1listers.ServiceAccountLister
 
 	unused  sync.Map // key → time.Time: since when nothing uses the copy
 	changed sync.Map // key → time.Time: the host change not yet applied (for the lag metric)
@@ -79,8 +82,8 @@ type Controller struct {
 
 // New builds the controller; Run runs it.
 func New(cfg Config) (*Controller, error) {
-	if cfg.Client == nil || cfg.HostPods == nil || cfg.HostConfigMaps == nil || cfg.HostSecrets == nil ||
-		cfg.ConfigMaps == nil || cfg.Secrets == nil || cfg.Recorder == nil {
+	if cfg.Client == nil || cfg.HostPods == nil || cfg.HostConfigMaps == nil || cfg.HostSecrets == nil || cfg.HostServiceAccounts == nil ||
+		cfg.ConfigMaps == nil || cfg.Secrets == nil || cfg.ServiceAccounts == nil || cfg.Recorder == nil {
 		return nil, errors.New("copies: client, informers and recorder must be set")
 	}
 	if cfg.Grace < 0 {
@@ -91,8 +94,10 @@ func New(cfg Config) (*Controller, error) {
 		hostPods:       corev1listers.NewPodLister(cfg.HostPods.GetIndexer()),
 		hostConfigMaps: corev1listers.NewConfigMapLister(cfg.HostConfigMaps.GetIndexer()),
 		hostSecrets:    corev1listers.NewSecretLister(cfg.HostSecrets.GetIndexer()),
+		hostSAs:        corev1listers.NewServiceAccountLister(cfg.HostServiceAccounts.GetIndexer()),
 		configMaps:     corev1listers.NewConfigMapLister(cfg.ConfigMaps.GetIndexer()),
 		secrets:        corev1listers.NewSecretLister(cfg.Secrets.GetIndexer()),
+		sas:            corev1listers.NewServiceAccountLister(cfg.ServiceAccounts.GetIndexer()),
 	}
 	c.r = controllers.New(c.sync, controllers.Options{Name: Name, Member: cfg.Member, Keys: c.keys, Resync: cfg.Resync, Metrics: cfg.Metrics})
 	return c, nil
@@ -134,7 +139,8 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 		h   cache.ResourceEventHandler
 	}{
 		{c.cfg.HostConfigMaps, onHost(kindConfigMap)}, {c.cfg.HostSecrets, onHost(kindSecret)},
-		{c.cfg.ConfigMaps, onCopy(kindConfigMap)}, {c.cfg.Secrets, onCopy(kindSecret)},
+		{c.cfg.HostServiceAccounts, onHost(kindServiceAccount)},
+		{c.cfg.ConfigMaps, onCopy(kindConfigMap)}, {c.cfg.Secrets, onCopy(kindSecret)}, {c.cfg.ServiceAccounts, onCopy(kindServiceAccount)},
 		{c.cfg.HostPods, cache.ResourceEventHandlerFuncs{UpdateFunc: func(_, obj any) { c.hostPodChanged(obj, false) },
 			DeleteFunc: func(obj any) { c.hostPodChanged(obj, true) }}},
 	} {
@@ -169,23 +175,42 @@ func (c *Controller) hostPodChanged(obj any, gone bool) {
 	if !ok || p.Spec.NodeName != c.cfg.Owner.NodeName || !gone && live(p) && p.DeletionTimestamp == nil {
 		return
 	}
-	cms, secrets := forge.PodReferences(&p.Spec)
-	for _, r := range cms {
-		c.r.Enqueue(key(kindConfigMap, p.Namespace, r.Name))
+	cms, secrets := c.references(p)
+	for _, name := range cms {
+		c.r.Enqueue(key(kindConfigMap, p.Namespace, name))
 	}
-	for _, r := range secrets {
-		c.r.Enqueue(key(kindSecret, p.Namespace, r.Name))
+	for _, name := range secrets {
+		c.r.Enqueue(key(kindSecret, p.Namespace, name))
 	}
+	if sa := p.Spec.ServiceAccountName; sa != "" && sa != "default" {
+		c.r.Enqueue(key(kindServiceAccount, p.Namespace, sa))
+	}
+}
+
+// references are the ConfigMaps and Secrets a host pod uses: its own references and the image pull Secrets of its
+// ServiceAccount.
+func (c *Controller) references(p *corev1.Pod) (cms, secrets []string) {
+	cmRefs, secretRefs := forge.PodReferences(&p.Spec)
+	for _, r := range cmRefs {
+		cms = append(cms, r.Name)
+	}
+	for _, r := range secretRefs {
+		secrets = append(secrets, r.Name)
+	}
+	if sa := p.Spec.ServiceAccountName; sa != "" && sa != "default" {
+		if src, err := c.hostSAs.ServiceAccounts(p.Namespace).Get(sa); err == nil {
+			for _, r := range src.ImagePullSecrets {
+				secrets = append(secrets, r.Name)
+			}
+		}
+	}
+	return cms, secrets
 }
 
 // keys are every copy this node owns: the periodic pass.
 func (c *Controller) keys() []string {
 	var out []string
-	for _, kind := range []string{kindConfigMap, kindSecret} {
-		inf := c.cfg.ConfigMaps
-		if kind == kindSecret {
-			inf = c.cfg.Secrets
-		}
+	for kind, inf := range map[string]cache.SharedIndexInformer{kindConfigMap: c.cfg.ConfigMaps, kindSecret: c.cfg.Secrets, kindServiceAccount: c.cfg.ServiceAccounts} {
 		for _, k := range inf.GetStore().ListKeys() {
 			out = append(out, kind+"/"+k)
 		}
@@ -205,7 +230,61 @@ func (c *Controller) sync(ctx context.Context, k string) error {
 		return c.syncConfigMap(ctx, k, ns, name)
 	case kindSecret:
 		return c.syncSecret(ctx, k, ns, name)
+	case kindServiceAccount:
+		return c.syncServiceAccount(ctx, k, ns, name)
 	}
+	return nil
+}
+
+func (c *Controller) syncServiceAccount(ctx context.Context, k, ns, name string) error {
+	sas := c.cfg.Client.CoreV1().ServiceAccounts(ns)
+	have, err := c.sas.ServiceAccounts(ns).Get(name)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	src, err := c.hostSAs.ServiceAccounts(ns).Get(name)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	users := c.users(kindServiceAccount, ns, name)
+	var want *corev1.ServiceAccount
+	if src != nil && name != "default" && len(users) > 0 {
+		want = forge.ServiceAccount(src, c.cfg.Owner)
+	}
+	create := func() error {
+		_, err := sas.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
+	switch {
+	case have != nil && !c.cfg.Owner.Owns(have):
+		return nil
+	case have == nil && want == nil:
+		c.unused.Delete(k)
+		return nil
+	case have == nil:
+		return c.created(ctx, k, users, create())
+	case want == nil:
+		return c.collect(ctx, k, have, func(o metav1.DeleteOptions) error { return sas.Delete(ctx, name, o) })
+	}
+	c.unused.Delete(k)
+	switch forge.ServiceAccountAction(have, want) {
+	case forge.CopyUpdate:
+		up := have.DeepCopy()
+		up.Labels, up.Annotations = want.Labels, want.Annotations
+		up.AutomountServiceAccountToken, up.ImagePullSecrets = want.AutomountServiceAccountToken, want.ImagePullSecrets
+		_, err := sas.Update(ctx, up, metav1.UpdateOptions{})
+		// Its image pull Secrets follow with it.
+		for _, r := range want.ImagePullSecrets {
+			c.r.Enqueue(key(kindSecret, ns, r.Name))
+		}
+		return c.written(k, err)
+	case forge.CopyReplace:
+		if err := deleteCopy(have, func(o metav1.DeleteOptions) error { return sas.Delete(ctx, name, o) }); err != nil {
+			return err
+		}
+		return c.created(ctx, k, users, create())
+	}
+	c.changed.Delete(k)
 	return nil
 }
 
@@ -354,10 +433,13 @@ func (c *Controller) liveOwned(ctx context.Context, k string) (bool, error) {
 		o   metav1.Object
 		err error
 	)
-	if kind == kindConfigMap {
+	switch kind {
+	case kindConfigMap:
 		o, err = c.cfg.Client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-	} else {
+	case kindSecret:
 		o, err = c.cfg.Client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	default:
+		o, err = c.cfg.Client.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
 	}
 	if apierrors.IsNotFound(err) {
 		return false, fmt.Errorf("member %s %s/%s: gone again", kind, ns, name)
@@ -389,12 +471,18 @@ func (c *Controller) users(kind, ns, name string) []*corev1.Pod {
 		if p.Spec.NodeName != c.cfg.Owner.NodeName || !live(p) {
 			continue
 		}
-		cms, secrets := forge.PodReferences(&p.Spec)
+		if kind == kindServiceAccount {
+			if p.Spec.ServiceAccountName == name {
+				out = append(out, p)
+			}
+			continue
+		}
+		cms, secrets := c.references(p)
 		refs := cms
 		if kind == kindSecret {
 			refs = secrets
 		}
-		if slices.ContainsFunc(refs, func(r forge.Ref) bool { return r.Name == name }) {
+		if slices.Contains(refs, name) {
 			out = append(out, p)
 		}
 	}
@@ -416,6 +504,8 @@ func (c *Controller) copyOf(kind, ns, name string) (metav1.Object, bool) {
 		o, err = c.configMaps.ConfigMaps(ns).Get(name)
 	case kindSecret:
 		o, err = c.secrets.Secrets(ns).Get(name)
+	case kindServiceAccount:
+		o, err = c.sas.ServiceAccounts(ns).Get(name)
 	default:
 		return nil, false
 	}

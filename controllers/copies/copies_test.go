@@ -46,7 +46,8 @@ func TestCopyFollowsAndIsCollected(t *testing.T) {
 	mf := informers.NewSharedInformerFactoryWithOptions(member, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = owner.Selector() }))
 	c, err := New(Config{Member: "m1", Owner: owner, Client: member,
 		HostPods: hf.Core().V1().Pods().Informer(), HostConfigMaps: hf.Core().V1().ConfigMaps().Informer(), HostSecrets: hf.Core().V1().Secrets().Informer(),
-		ConfigMaps: mf.Core().V1().ConfigMaps().Informer(), Secrets: mf.Core().V1().Secrets().Informer(),
+		HostServiceAccounts: hf.Core().V1().ServiceAccounts().Informer(),
+		ConfigMaps:          mf.Core().V1().ConfigMaps().Informer(), Secrets: mf.Core().V1().Secrets().Informer(), ServiceAccounts: mf.Core().V1().ServiceAccounts().Informer(),
 		Recorder: record.NewFakeRecorder(10), Grace: 0, Resync: time.Hour})
 	if err != nil {
 		t.Fatal(err)

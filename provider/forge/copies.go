@@ -82,3 +82,30 @@ func immutable(o metav1.Object) bool {
 	}
 	return false
 }
+
+// ServiceAccount is the member copy of a host ServiceAccount: its labels and annotations, whether tokens are
+// mounted, and its image pull Secrets (copied with it). The member issues the pod's token for this copy.
+func ServiceAccount(src *corev1.ServiceAccount, owner api.Owner) *corev1.ServiceAccount {
+	meta := CopyMeta(src, owner)
+	for k, v := range src.Annotations {
+		if k != api.AnnotationHostUID {
+			meta.Annotations[k] = v
+		}
+	}
+	return &corev1.ServiceAccount{ObjectMeta: meta, AutomountServiceAccountToken: src.AutomountServiceAccountToken,
+		ImagePullSecrets: src.ImagePullSecrets}
+}
+
+// ServiceAccountAction compares a ServiceAccount copy (have) with what it should be (want). The member's token
+// controller may add Secrets of its own: they are not compared.
+func ServiceAccountAction(have, want *corev1.ServiceAccount) CopyAction {
+	switch {
+	case have.Annotations[api.AnnotationHostUID] != want.Annotations[api.AnnotationHostUID]:
+		return CopyReplace
+	case equality.Semantic.DeepEqual(have.Labels, want.Labels) && equality.Semantic.DeepEqual(have.Annotations, want.Annotations) &&
+		equality.Semantic.DeepEqual(have.AutomountServiceAccountToken, want.AutomountServiceAccountToken) &&
+		equality.Semantic.DeepEqual(have.ImagePullSecrets, want.ImagePullSecrets):
+		return CopyInStep
+	}
+	return CopyUpdate
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/controllers/copies"
 	"github.com/tetherkube/tether/controllers/events"
+	"github.com/tetherkube/tether/controllers/namespaces"
 	"github.com/tetherkube/tether/controllers/podmeta"
 	"github.com/tetherkube/tether/controllers/services"
 	"github.com/tetherkube/tether/provider"
@@ -374,11 +375,13 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 		}
 		parts.Go(func() { fail("pod controller", pc.Run(ctx, n.PodWorkers)) })
 		parts.Go(func() { m.RunRepair(ctx, n.RepairInterval, 2) })
-		cms, secrets := m.CopyInformers()
+		cms, secrets, sas := m.CopyInformers()
 		cc, err := copies.New(copies.Config{
 			Member: s.Name, Owner: m.Owner(), Client: clients.Kube,
 			HostPods: r.cfg.HostPods.Informer(), HostConfigMaps: r.cfg.HostConfigMaps.Informer(), HostSecrets: r.cfg.HostSecrets.Informer(),
-			ConfigMaps: cms, Secrets: secrets, Recorder: r.cfg.Recorder, Grace: n.CopyGrace, Resync: n.Resync, Metrics: r.controllers,
+			HostServiceAccounts: r.cfg.HostServiceAccounts.Informer(),
+			ConfigMaps:          cms, Secrets: secrets, ServiceAccounts: sas, Recorder: r.cfg.Recorder, Grace: n.CopyGrace, Resync: n.Resync,
+			Metrics: r.controllers,
 		})
 		if err != nil {
 			fail("copy controller", err)
@@ -396,6 +399,14 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 		}
 		m.SetBeforeFirstPod(sc.EnsureNamespace)
 		parts.Go(func() { fail("service controller", sc.Run(ctx, 2)) })
+		nsc, err := namespaces.New(namespaces.Config{Member: s.Name, Owner: m.Owner(), Client: clients.Kube,
+			HostPods: r.cfg.HostPods.Informer(), Namespaces: m.MemberNamespaces(), Pods: m.MemberPods(),
+			Grace: n.CopyGrace, Resync: n.Resync, Metrics: r.controllers})
+		if err != nil {
+			fail("namespace controller", err)
+			return
+		}
+		parts.Go(func() { fail("namespace controller", nsc.Run(ctx, 1)) })
 		pm, err := podmeta.New(podmeta.Config{Member: s.Name, Owner: m.Owner(), Client: clients.Kube,
 			HostPods: r.cfg.HostPods.Informer(), MemberPods: m.MemberPods(), Metrics: r.controllers})
 		if err != nil {

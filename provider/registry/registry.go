@@ -100,7 +100,8 @@ type NodeSettings struct {
 	// PodSyncRetries is how often the pod controller's queues retry one pod before they leave it to the repair
 	// pass (virtual-kubelet's own limit is 20).
 	PodSyncRetries int
-	// CopyGrace is how long a member copy of a ConfigMap or Secret that nothing uses any more stays.
+	// CopyGrace is how long a member copy (ConfigMap, Secret, ServiceAccount, Service) or a member namespace of
+	// Tether's that nothing uses any more stays.
 	CopyGrace time.Duration
 	// MemberRequestTimeout bounds each request of the pod path to a member apiserver (0: none), so that a member
 	// that hangs fails the request and the work is retried instead of holding a worker.

@@ -118,7 +118,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.CapacityDebounce, "capacity-debounce", o.CapacityDebounce, "least time between two capacity recomputations of a node")
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", o.NodeStatusInterval, "how often node status is written when nothing changed")
 	fs.DurationVar(&o.RepairInterval, "repair-interval", o.RepairInterval, "how often the repair pass compares host pods and member pods from the caches and puts right what the pod controller gave up on")
-	fs.DurationVar(&o.CopyGrace, "copy-grace", o.CopyGrace, "how long a member copy of a ConfigMap or Secret stays once no Tether pod on that member uses it (or its host object is gone)")
+	fs.DurationVar(&o.CopyGrace, "copy-grace", o.CopyGrace, "how long a member copy (ConfigMap, Secret, ServiceAccount, a namespace's Services) and a member namespace Tether created stay once no Tether pod on that member uses them (or the host object is gone)")
 	fs.IntVar(&o.PodSyncRetries, "pod-sync-retries", o.PodSyncRetries, "how often the pod controller retries one pod (with backoff from 5ms to 1m) before it leaves the pod to the repair pass")
 	fs.DurationVar(&o.MemberRequestTimeout, "member-request-timeout", o.MemberRequestTimeout, "longest wait for one request of the pod path to a member apiserver (creates, deletes, copies); a member that hangs fails it and the work is retried; 0: no limit")
 	fs.Int32Var(&o.LeaseDuration, "lease-duration", o.LeaseDuration, "node lease duration in seconds")

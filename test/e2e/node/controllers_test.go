@@ -479,3 +479,120 @@ func TestServiceCopiedBeforeTheFirstPod(t *testing.T) {
 		t.Errorf("the Service copy was created at resource version %d, the pod at %d: want the Service first", sv, pv)
 	}
 }
+
+// A pod's ServiceAccount is copied with its annotations, token mounting and image pull Secrets, and follows the
+// host's changes.
+func TestServiceAccountCopyFollows(t *testing.T) {
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	if _, err := env.Host.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "registry"},
+		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := env.Host.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{
+		ObjectMeta:                   metav1.ObjectMeta{Name: "builder", Annotations: map[string]string{"example.com/role": "build"}},
+		AutomountServiceAccountToken: ptr.To(false), ImagePullSecrets: []corev1.LocalObjectReference{{Name: "registry"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runOnM1(t, ns, "build", func(s *corev1.PodSpec) { s.ServiceAccountName = "builder" })
+	m1 := env.Member(t, "m1").Client.CoreV1()
+	copied := func(role string) func(context.Context) error {
+		return func(ctx context.Context) error {
+			c, err := m1.ServiceAccounts(ns).Get(ctx, "builder", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if c.Annotations["example.com/role"] != role || c.AutomountServiceAccountToken == nil || *c.AutomountServiceAccountToken ||
+				len(c.ImagePullSecrets) != 1 || c.Annotations[api.AnnotationHostUID] != string(sa.UID) {
+				return fmt.Errorf("copy %+v", c)
+			}
+			if _, err := m1.Secrets(ns).Get(ctx, "registry", metav1.GetOptions{}); err != nil {
+				return fmt.Errorf("its image pull Secret: %w", err)
+			}
+			return nil
+		}
+	}
+	framework.Eventually(t, timeout, "ServiceAccount copied with its pull Secret", copied("build"))
+	if _, err := env.Host.Client.CoreV1().ServiceAccounts(ns).Patch(ctx, "builder", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"example.com/role":"deploy"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, timeout, "ServiceAccount copy follows", copied("deploy"))
+}
+
+// A host namespace deleted: its pods go, then their copies, then the member namespace Tether created.
+func TestMemberNamespaceCollected(t *testing.T) {
+	env.RestartProcessWith(t, sandbox.TetherNode, "--copy-grace", "3s")
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	if _, err := env.Host.Client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "conf"},
+		Data: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Host.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	runOnM1(t, ns, "user", usesConfigMapAndSecret("conf", "conf-secret"), func(s *corev1.PodSpec) {
+		s.Volumes[1].Secret.Optional = ptr.To(true)
+	})
+	m1 := env.Member(t, "m1").Client.CoreV1()
+	if n, err := m1.Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil || n.Labels[api.LabelManagedBy] != api.ManagedByTether {
+		t.Fatalf("member namespace %v: %v", n, err)
+	}
+	if err := env.Host.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, 2*timeout, "member namespace gone", func(ctx context.Context) error {
+		n, err := m1.Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("namespace %s", n.Status.Phase)
+	})
+}
+
+// A member namespace Tether did not create is never deleted, even once nothing of Tether's is left in it.
+func TestUnownedMemberNamespaceKept(t *testing.T) {
+	env.RestartProcessWith(t, sandbox.TetherNode, "--copy-grace", "3s")
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	m1 := env.Member(t, "m1").Client.CoreV1()
+	if _, err := m1.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m1.Namespaces().Delete(context.WithoutCancel(ctx), ns, metav1.DeleteOptions{}) })
+	if _, err := env.Host.Client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "conf"},
+		Data: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	runOnM1(t, ns, "user", func(s *corev1.PodSpec) {
+		s.Volumes = []corev1.Volume{{Name: "cm", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "conf"}}}}}
+	})
+	if err := env.Host.Client.CoreV1().Pods(ns).Delete(ctx, "user", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The copy goes after the grace period: the clock that says the namespace had its chance to go too.
+	framework.Eventually(t, timeout, "copy collected", func(ctx context.Context) error {
+		if _, err := m1.ConfigMaps(ns).Get(ctx, "conf", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %v", err)
+		}
+		return nil
+	})
+	// A namespace of Tether's would go within a grace period or two now; the member's own must stay.
+	gone := time.Now()
+	framework.Eventually(t, timeout, "the member's own namespace kept for two more grace periods", func(ctx context.Context) error {
+		n, err := m1.Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil || n.DeletionTimestamp != nil {
+			t.Fatalf("the member's own namespace: %v, deleting %v", err, n != nil && n.DeletionTimestamp != nil)
+		}
+		if time.Since(gone) < 6*time.Second {
+			return fmt.Errorf("%s so far", time.Since(gone).Round(time.Second))
+		}
+		return nil
+	})
+}
