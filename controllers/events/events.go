@@ -1,10 +1,14 @@
 // Package events brings the events a member records about Tether's member pods (Scheduled, FailedScheduling,
 // Pulled, BackOff, Unhealthy, Killing, …) up to their host pods, so that `kubectl describe pod` on the host shows
-// what happened in the member. The host recorder aggregates repeats as a kubelet's does.
+// what happened in the member. Each member event becomes one host event of a name derived from it, whose count
+// follows the member's (the member's recorder has aggregated the repeats already): one host write per member event
+// and per repeat, written by the controller's workers in parallel, never dropped.
 package events
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,10 +16,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/controllers"
@@ -33,8 +38,8 @@ type Config struct {
 	Events     cache.SharedIndexInformer
 	MemberPods corev1listers.PodLister
 	HostPods   corev1listers.PodLister
-	// Recorder writes the events on host pods.
-	Recorder record.EventRecorder
+	// Client writes the events in the host.
+	Client kubernetes.Interface
 	// Since: events last seen before it are not relayed (those a restart of tether-node would relay again).
 	Since   time.Time
 	Metrics *controllers.Metrics
@@ -52,8 +57,8 @@ type Controller struct {
 
 // New builds the controller; Run runs it.
 func New(cfg Config) (*Controller, error) {
-	if cfg.Events == nil || cfg.MemberPods == nil || cfg.HostPods == nil || cfg.Recorder == nil {
-		return nil, errors.New("events: informer, listers and recorder must be set")
+	if cfg.Events == nil || cfg.MemberPods == nil || cfg.HostPods == nil || cfg.Client == nil {
+		return nil, errors.New("events: informer, listers and host client must be set")
 	}
 	c := &Controller{cfg: cfg, events: corev1listers.NewEventLister(cfg.Events.GetIndexer()), sent: map[types.UID]int32{}}
 	c.r = controllers.New(c.sync, controllers.Options{Name: Name, Member: cfg.Member, Metrics: cfg.Metrics})
@@ -89,7 +94,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	return nil
 }
 
-func (c *Controller) sync(_ context.Context, key string) error {
+func (c *Controller) sync(ctx context.Context, key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		return nil
@@ -118,18 +123,45 @@ func (c *Controller) sync(_ context.Context, key string) error {
 	if !ok {
 		return nil
 	}
-	msg := fmt.Sprintf("member %s: %s", c.cfg.Member, e.Message)
-	if e.Source.Host != "" {
-		msg = fmt.Sprintf("member %s, node %s: %s", c.cfg.Member, e.Source.Host, e.Message)
+	want := c.hostEvent(host, e, count)
+	events := c.cfg.Client.CoreV1().Events(host.Namespace)
+	_, err = events.Create(ctx, want, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		patch := fmt.Appendf(nil, `{"count":%d,"lastTimestamp":%q,"message":%q}`, count, want.LastTimestamp.UTC().Format(time.RFC3339), want.Message)
+		_, err = events.Patch(ctx, want.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 	}
-	// Each occurrence once: the recorder folds repeats into one host event with a count.
-	for range count - sent {
-		c.cfg.Recorder.Event(host, e.Type, e.Reason, msg)
+	if err != nil {
+		return fmt.Errorf("relay member event %s to host pod %s/%s: %w", key, host.Namespace, host.Name, err)
 	}
 	c.mu.Lock()
 	c.sent[e.UID] = count
 	c.mu.Unlock()
+	c.cfg.Metrics.ObserveLag(Name, c.cfg.Member, lastSeen(e))
 	return nil
+}
+
+// hostEvent is the host event of a member event about host's copy: on the host pod, with the member's reason, type
+// and count, the member and its node as source, and a name derived from the member event's UID, so that a repeat
+// updates it.
+func (c *Controller) hostEvent(host *corev1.Pod, e *corev1.Event, count int32) *corev1.Event {
+	first, last := e.FirstTimestamp, metav1.NewTime(lastSeen(e))
+	if first.IsZero() {
+		first = last
+	}
+	sum := sha256.Sum256([]byte(c.cfg.Member + "/" + string(e.UID)))
+	prefix := host.Name
+	if len(prefix) > 200 {
+		prefix = prefix[:200]
+	}
+	return &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Name: prefix + "." + hex.EncodeToString(sum[:8]), Namespace: host.Namespace},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: host.Namespace, Name: host.Name,
+			UID: host.UID, FieldPath: e.InvolvedObject.FieldPath},
+		Reason: e.Reason, Type: e.Type, Message: "member " + c.cfg.Member + ": " + e.Message,
+		Source:         corev1.EventSource{Component: "member/" + c.cfg.Member, Host: e.Source.Host},
+		FirstTimestamp: first, LastTimestamp: last, Count: count,
+		ReportingController: "tether.io/tether-node", ReportingInstance: c.cfg.Member,
+	}
 }
 
 // hostPodOf is the host pod whose member copy the event is about: only an owned copy of a live host pod with that

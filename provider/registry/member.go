@@ -536,9 +536,9 @@ func (r *Registry) runEvents(ctx context.Context, member string, m *provider.Mem
 	}
 	// Built once it can run: a controller's queue lives until Run returns.
 	ec, err := events.New(events.Config{Member: member, Owner: m.Owner(), Events: inf, MemberPods: m.MemberPods(),
-		HostPods: r.cfg.HostPods.Lister(), Recorder: r.cfg.Recorder, Since: since, Metrics: r.controllers})
+		HostPods: r.cfg.HostPods.Lister(), Client: r.cfg.Host, Since: since, Metrics: r.controllers})
 	if err != nil {
 		return err
 	}
-	return ec.Run(ctx, 2)
+	return ec.Run(ctx, 4)
 }

@@ -268,6 +268,15 @@ func TestMemberEventsReachTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvent(t, ns, "nowhere", "FailedScheduling", "member m1")
+	evs, err := env.Host.Client.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{FieldSelector: "involvedObject.name=nowhere,reason=FailedScheduling"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs.Items {
+		if e.Source.Component != "member/m1" || e.InvolvedObject.Kind != "Pod" || e.Count < 1 {
+			t.Errorf("relayed event from %q on %s, count %d", e.Source.Component, e.InvolvedObject.Kind, e.Count)
+		}
+	}
 	if out := kubectl(t, "describe", "pod", "-n", ns, "nowhere"); !strings.Contains(out, "member m1") || !strings.Contains(out, "FailedScheduling") {
 		t.Errorf("kubectl describe pod shows no member event:\n%s", out)
 	}
