@@ -387,7 +387,7 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 			fail("copy controller", err)
 			return
 		}
-		parts.Go(func() { fail("copy controller", cc.Run(ctx, 2)) })
+		parts.Go(func() { fail("copy controller", cc.Run(ctx, 8)) })
 		svcs, slices := m.ServiceInformers()
 		sc, err := services.New(services.Config{Member: s.Name, Owner: m.Owner(), Client: clients.Kube,
 			HostPods: r.cfg.HostPods.Informer(), HostServices: r.cfg.HostServices.Informer(), HostSlices: r.cfg.HostEndpointSlices.Informer(),
@@ -398,7 +398,7 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 			return
 		}
 		m.SetBeforeFirstPod(sc.EnsureNamespace)
-		parts.Go(func() { fail("service controller", sc.Run(ctx, 2)) })
+		parts.Go(func() { fail("service controller", sc.Run(ctx, 4)) })
 		nsc, err := namespaces.New(namespaces.Config{Member: s.Name, Owner: m.Owner(), Client: clients.Kube,
 			HostPods: r.cfg.HostPods.Informer(), Namespaces: m.MemberNamespaces(), Pods: m.MemberPods(),
 			Grace: n.CopyGrace, Resync: n.Resync, Metrics: r.controllers})

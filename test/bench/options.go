@@ -22,6 +22,8 @@ measures:
   w2  -scale-pods pods on one virtual node: tether-node RSS and Go heap at each of -scale-steps, idle CPU at the end
   w3  with those pods running: SIGKILL tether-node, change the status of -stale-pods member pods, start it again;
       time until every host pod status is current, and tether-node's member writes meanwhile (should be 0)
+  w4  -configmaps ConfigMaps used by pods on one virtual node, all changed on the host at once: time until each
+      member copy carries the change, and tether-node's requests for it
 Results: a table on stdout and <out>/bench-<time>.json. Wrap in flock when the machine is shared.
 
 Flags:
@@ -30,6 +32,7 @@ Flags:
 // options are the bench's flags.
 type options struct {
 	Workloads   []string
+	ConfigMaps  int
 	N           int
 	Pairs       int
 	Accounting  bool
@@ -74,7 +77,8 @@ func (t tetherLimits) args() []string {
 func defaultOptions() *options {
 	d := app.NewOptions() // tether-node's own defaults
 	return &options{
-		Workloads:   []string{"w1", "w2", "w3"},
+		Workloads:   []string{"w1", "w2", "w3", "w4"},
+		ConfigMaps:  1000,
 		N:           1000,
 		Pairs:       2,
 		Accounting:  true,
@@ -96,7 +100,8 @@ func defaultOptions() *options {
 }
 
 func (o *options) addFlags(fs *flag.FlagSet) {
-	fs.Func("workloads", "comma-separated workloads to run: w1, w2, w3 (default w1,w2,w3)", func(s string) error {
+	fs.IntVar(&o.ConfigMaps, "configmaps", o.ConfigMaps, "W4: ConfigMaps changed at once")
+	fs.Func("workloads", "comma-separated workloads to run: w1, w2, w3, w4 (default w1,w2,w3,w4)", func(s string) error {
 		o.Workloads = splitList(s)
 		return nil
 	})
@@ -154,8 +159,8 @@ func (o *options) validate() error {
 		errs = append(errs, errors.New("-workloads: name at least one"))
 	}
 	for _, w := range o.Workloads {
-		if !slices.Contains([]string{"w1", "w2", "w3"}, w) {
-			errs = append(errs, fmt.Errorf("-workloads: unknown %q (want w1, w2, w3)", w))
+		if !slices.Contains([]string{"w1", "w2", "w3", "w4"}, w) {
+			errs = append(errs, fmt.Errorf("-workloads: unknown %q (want w1, w2, w3, w4)", w))
 		}
 	}
 	for _, p := range []struct {
@@ -163,7 +168,7 @@ func (o *options) validate() error {
 		ok   bool
 	}{
 		{"-n", o.N >= 10}, {"-pairs", o.Pairs >= 1}, {"-concurrency", o.Concurrency >= 1}, {"-run-timeout", o.RunTimeout > 0},
-		{"-scale-pods", o.ScalePods >= 1}, {"-idle-window", o.IdleWindow > 0}, {"-member-nodes", o.MemberNodes >= 1},
+		{"-scale-pods", o.ScalePods >= 1}, {"-idle-window", o.IdleWindow > 0}, {"-configmaps", o.ConfigMaps >= 1}, {"-member-nodes", o.MemberNodes >= 1},
 		{"-node-pods", o.NodePods >= 1}, {"-host-qps", o.Tether.HostQPS > 0}, {"-host-burst", o.Tether.HostBurst > 0},
 		{"-member-qps", o.Tether.MemberQPS > 0}, {"-member-burst", o.Tether.MemberBurst > 0},
 		{"-queue-qps", o.Tether.QueueQPS > 0}, {"-queue-burst", o.Tether.QueueBurst > 0}, {"-pod-workers", o.Tether.PodWorkers > 0},

@@ -24,6 +24,7 @@ type result struct {
 	W1       *w1Result         `json:"w1,omitempty"`
 	W2       *scaleResult      `json:"w2,omitempty"`
 	W3       *restartResult    `json:"w3,omitempty"`
+	W4       *copiesResult     `json:"w4,omitempty"`
 	Targets  []target          `json:"targets"`
 	Errors   []string          `json:"errors,omitempty"`
 }
@@ -218,6 +219,9 @@ func printResults(w io.Writer, r *result) {
 	}
 	if r.W3 != nil {
 		printW3(w, r.W3)
+	}
+	if r.W4 != nil {
+		printCopies(w, r.W4)
 	}
 	fmt.Fprintln(w, "Targets")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

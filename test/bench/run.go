@@ -122,6 +122,13 @@ func timedPass(ctx context.Context, o *options, tools *sandbox.Tools, bin, dir s
 			fail("w3", err)
 		}
 	}
+	if o.has("w4") && ctx.Err() == nil {
+		r, err := runCopies(ctx, e, o)
+		res.W4 = r
+		if err != nil {
+			fail("w4", err)
+		}
+	}
 	return nil
 }
 

@@ -93,10 +93,23 @@ func runScale(ctx context.Context, e *env, o *options) (*scaleResult, error) {
 	if err != nil {
 		return res, err
 	}
+	var profiled chan error
+	if o.Profiles && o.profilePrefix != "" {
+		// A CPU profile of the idle window itself: what an idle tether-node spends its CPU on.
+		profiled = make(chan error, 1)
+		go func() {
+			profiled <- e.debug.saveProfile(ctx, "profile", fmt.Sprintf("seconds=%d", int(o.IdleWindow.Seconds())), o.profilePrefix+"cpu-idle-w2.pb.gz")
+		}()
+	}
 	time.Sleep(o.IdleWindow)
 	cpu1, err := cpuSeconds(pid)
 	if err != nil {
 		return res, err
+	}
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return res, fmt.Errorf("w2: idle CPU profile: %w", err)
+		}
 	}
 	res.IdleCPUSeconds = cpu1 - cpu0
 	res.IdleCores = res.IdleCPUSeconds / o.IdleWindow.Seconds()
