@@ -55,7 +55,10 @@ func New(sync SyncFunc, o Options) *Reconciler {
 }
 
 // Enqueue asks for key to be reconciled.
-func (r *Reconciler) Enqueue(key string) { r.queue.Add(key) }
+func (r *Reconciler) Enqueue(key string) {
+	r.queue.Add(key)
+	r.metrics.setDepth(r.name, r.member, r.queue.Len())
+}
 
 // EnqueueAfter asks for key to be reconciled once d has passed.
 func (r *Reconciler) EnqueueAfter(key string, d time.Duration) { r.queue.AddAfter(key, d) }
@@ -99,6 +102,7 @@ func (r *Reconciler) next(ctx context.Context) bool {
 		return false
 	}
 	defer r.queue.Done(key)
+	r.metrics.setDepth(r.name, r.member, r.queue.Len())
 	err := r.sync(ctx, key)
 	r.metrics.observe(r.name, r.member, err)
 	if err != nil {
@@ -116,6 +120,7 @@ func (r *Reconciler) next(ctx context.Context) bool {
 type Metrics struct {
 	reconciles *prometheus.CounterVec
 	lag        *prometheus.HistogramVec
+	depth      *prometheus.GaugeVec
 }
 
 // NewMetrics builds the controllers' metrics and registers them with reg (nil: not registered).
@@ -130,9 +135,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "From the host change a controller saw to the member write that applied it, by controller and member.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"controller", "member"}),
+		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tether_node_controller_queue_depth",
+			Help: "Keys waiting in a controller's queue, by controller and member.",
+		}, []string{"controller", "member"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.reconciles, m.lag} {
+		for _, c := range []prometheus.Collector{m.reconciles, m.lag, m.depth} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -150,6 +159,12 @@ func (m *Metrics) observe(controller, member string, err error) {
 		result = "error"
 	}
 	m.reconciles.WithLabelValues(controller, member, result).Inc()
+}
+
+func (m *Metrics) setDepth(controller, member string, n int) {
+	if m != nil {
+		m.depth.WithLabelValues(controller, member).Set(float64(n))
+	}
 }
 
 // ObserveLag records the time from a host change (since) to the member write that applied it.

@@ -33,6 +33,7 @@ Flags:
 type options struct {
 	Workloads   []string
 	ConfigMaps  int
+	W1Service   bool
 	N           int
 	Pairs       int
 	Accounting  bool
@@ -101,6 +102,7 @@ func defaultOptions() *options {
 
 func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.ConfigMaps, "configmaps", o.ConfigMaps, "W4: ConfigMaps changed at once")
+	fs.BoolVar(&o.W1Service, "w1-service", o.W1Service, "W1: a Service selects every burst pod (Tether mirrors its endpoints into the members; vanilla's member keeps its own)")
 	fs.Func("workloads", "comma-separated workloads to run: w1, w2, w3, w4 (default w1,w2,w3,w4)", func(s string) error {
 		o.Workloads = splitList(s)
 		return nil

@@ -13,6 +13,10 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/tetherkube/tether/internal/sandbox"
 )
 
@@ -134,7 +138,7 @@ func timedPass(ctx context.Context, o *options, tools *sandbox.Tools, bin, dir s
 
 // runW1 alternates Tether and vanilla bursts, after one small unmeasured burst of each.
 func runW1(ctx context.Context, e *env, o *options, log io.Writer) (*w1Result, error) {
-	if err := w1Namespaces(ctx, e); err != nil {
+	if err := w1Namespaces(ctx, e, o); err != nil {
 		return nil, err
 	}
 	warm := *o
@@ -162,14 +166,32 @@ func runW1(ctx context.Context, e *env, o *options, log io.Writer) (*w1Result, e
 	return w, nil
 }
 
-func w1Namespaces(ctx context.Context, e *env) error {
+func w1Namespaces(ctx context.Context, e *env, o *options) error {
 	// Created up front, with their ServiceAccounts, so that no burst waits for a namespace to be usable.
 	for _, c := range append([]*cluster{e.host}, e.members...) {
 		if err := ensureNamespace(ctx, c, tetherNamespace); err != nil {
 			return err
 		}
 	}
-	return ensureNamespace(ctx, e.member("m1"), vanillaNamespace)
+	if err := ensureNamespace(ctx, e.member("m1"), vanillaNamespace); err != nil {
+		return err
+	}
+	if !o.W1Service {
+		return nil
+	}
+	// -w1-service: a Service selects every burst pod, on the host (mirrored into both members by tether-node) and
+	// in m1 for the vanilla burst, so that both pay for their endpoints.
+	for _, where := range []struct {
+		c  *cluster
+		ns string
+	}{{e.host, tetherNamespace}, {e.member("m1"), vanillaNamespace}} {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "tether-bench"}, Ports: []corev1.ServicePort{{Port: 80}}}}
+		if _, err := where.c.client.CoreV1().Services(where.ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 func burstAndClean(ctx context.Context, e *env, o *options, kind string, index int) (*burstResult, error) {
@@ -192,7 +214,7 @@ func accountingPass(ctx context.Context, o *options, tools *sandbox.Tools, bin, 
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, e.down(context.WithoutCancel(ctx))) }()
-	if err := w1Namespaces(ctx, e); err != nil {
+	if err := w1Namespaces(ctx, e, o); err != nil {
 		return nil, err
 	}
 	acc := &accounting{N: o.N}
