@@ -17,8 +17,8 @@ var TrimForCache cache.TransformFunc = func(obj any) (any, error) {
 }
 
 // trimMemberCache is the transform of a member's informers: besides managedFields it keeps of a member pod only
-// what Tether reads from the cache — metadata (ownership), status, and of the spec the node and what resource
-// requests are made of — so that a member pod costs a fraction of a full copy. Code that needs more of a member
+// what Tether reads from the cache — metadata (ownership), status, and of the spec the node, what resource
+// requests are made of and the names of ephemeral containers — so that a member pod costs a fraction of a full copy. Code that needs more of a member
 // pod's spec must read it from the member's apiserver.
 var trimMemberCache cache.TransformFunc = func(obj any) (any, error) {
 	obj, err := TrimForCache(obj)
@@ -32,6 +32,9 @@ var trimMemberCache cache.TransformFunc = func(obj any) (any, error) {
 	}
 	for _, c := range p.Spec.Containers {
 		spec.Containers = append(spec.Containers, corev1.Container{Name: c.Name, Resources: c.Resources})
+	}
+	for _, c := range p.Spec.EphemeralContainers {
+		spec.EphemeralContainers = append(spec.EphemeralContainers, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: c.Name}})
 	}
 	p.Spec = spec
 	return p, nil

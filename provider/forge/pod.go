@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tetherkube/tether/api"
@@ -230,4 +231,22 @@ func cutTerm(t corev1.NodeSelectorTerm, h api.HostLevel) (corev1.NodeSelectorTer
 		t.MatchFields = nil
 	}
 	return t, before > 0 && after == 0
+}
+
+// PodSpecChanges is what of a host pod's spec changed since its member pod was made, among what may change on a
+// running pod: whether a container's resources differ (an in-place resize), and the ephemeral containers the member
+// pod lacks (kubectl debug). member may be a trimmed copy that holds only container names and resources.
+func PodSpecChanges(host, member *corev1.Pod) (resize bool, added []corev1.EphemeralContainer) {
+	for _, hc := range host.Spec.Containers {
+		i := slices.IndexFunc(member.Spec.Containers, func(c corev1.Container) bool { return c.Name == hc.Name })
+		if i >= 0 && !equality.Semantic.DeepEqual(hc.Resources, member.Spec.Containers[i].Resources) {
+			resize = true
+		}
+	}
+	for _, e := range host.Spec.EphemeralContainers {
+		if !slices.ContainsFunc(member.Spec.EphemeralContainers, func(m corev1.EphemeralContainer) bool { return m.Name == e.Name }) {
+			added = append(added, *e.DeepCopy())
+		}
+	}
+	return resize, added
 }

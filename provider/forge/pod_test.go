@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -194,5 +195,22 @@ func TestPodSchedulingFields(t *testing.T) {
 				t.Error("member pod keeps the scheduling annotation")
 			}
 		})
+	}
+}
+
+func TestPodSpecChanges(t *testing.T) {
+	host := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m")}}}},
+		EphemeralContainers: []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "dbg", Image: "busybox"}}}}}
+	member := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}}}}}
+	resize, added := PodSpecChanges(host, member)
+	if !resize || len(added) != 1 || added[0].Name != "dbg" || added[0].Image != "busybox" {
+		t.Errorf("resize %v, added %v: want a resize and the ephemeral container dbg", resize, added)
+	}
+	member.Spec.Containers[0].Resources = *host.Spec.Containers[0].Resources.DeepCopy()
+	member.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "dbg"}}}
+	if resize, added := PodSpecChanges(host, member); resize || len(added) != 0 {
+		t.Errorf("in step: resize %v, added %v", resize, added)
 	}
 }

@@ -408,7 +408,7 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 		}
 		parts.Go(func() { fail("namespace controller", nsc.Run(ctx, 1)) })
 		pm, err := podmeta.New(podmeta.Config{Member: s.Name, Owner: m.Owner(), Client: clients.Kube,
-			HostPods: r.cfg.HostPods.Informer(), MemberPods: m.MemberPods(), Metrics: r.controllers})
+			HostPods: r.cfg.HostPods.Informer(), MemberPods: m.MemberPods(), Recorder: r.cfg.Recorder, Metrics: r.controllers})
 		if err != nil {
 			fail("pod metadata controller", err)
 			return

@@ -605,3 +605,21 @@ func TestUnownedMemberNamespaceKept(t *testing.T) {
 		return nil
 	})
 }
+
+// `kubectl debug` adds its ephemeral container to the member pod.
+func TestKubectlDebugReachesTheMember(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	runOnM1(t, ns, "x")
+	kubectl(t, "debug", "-n", ns, "x", "--image=busybox", "--container=dbg")
+	m1 := env.Member(t, "m1").Client.CoreV1().Pods(ns)
+	framework.Eventually(t, timeout, "the member pod has the debug container", func(ctx context.Context) error {
+		p, err := m1.Get(ctx, "x", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(p.Spec.EphemeralContainers) != 1 || p.Spec.EphemeralContainers[0].Name != "dbg" || p.Spec.EphemeralContainers[0].Image != "busybox" {
+			return fmt.Errorf("ephemeral containers %v", p.Spec.EphemeralContainers)
+		}
+		return nil
+	})
+}
