@@ -43,6 +43,8 @@ const (
 	// EndpointSliceManagedBy is the endpointslice.kubernetes.io/managed-by value of the EndpointSlices Tether
 	// mirrors into members, so that the member's own EndpointSlice controllers leave them alone.
 	EndpointSliceManagedBy = "endpointslice-mirror.tether.io"
+	// EventReportingController is the reportingController of the host events tether-node relays from members.
+	EventReportingController = "tether.io/tether-node"
 )
 
 // The virtual node.

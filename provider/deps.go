@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/controllers"
 	"github.com/tetherkube/tether/provider/forge"
 )
 
@@ -151,7 +152,7 @@ func (m *Member) ensureConfigMap(ctx context.Context, host *corev1.Pod, src *cor
 		_, err = cms.Update(ctx, up, metav1.UpdateOptions{})
 		return err
 	case forge.CopyReplace:
-		if err := m.deleteCopy(have, func(o metav1.DeleteOptions) error { return cms.Delete(ctx, src.Name, o) }); err != nil {
+		if err := controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return cms.Delete(ctx, src.Name, o) }); err != nil {
 			return err
 		}
 		return m.createCopy(ctx, host, "configmap", src.Name, create, get)
@@ -179,19 +180,10 @@ func (m *Member) ensureSecret(ctx context.Context, host *corev1.Pod, src *corev1
 		_, err = secrets.Update(ctx, up, metav1.UpdateOptions{})
 		return err
 	case forge.CopyReplace:
-		if err := m.deleteCopy(have, func(o metav1.DeleteOptions) error { return secrets.Delete(ctx, src.Name, o) }); err != nil {
+		if err := controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return secrets.Delete(ctx, src.Name, o) }); err != nil {
 			return err
 		}
 		return m.createCopy(ctx, host, "secret", src.Name, create, get)
-	}
-	return nil
-}
-
-// deleteCopy deletes an owned copy with a UID precondition (gone already, or replaced by another object: fine).
-func (m *Member) deleteCopy(have metav1.Object, del func(metav1.DeleteOptions) error) error {
-	err := del(metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(have.GetUID()))})
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("replace member copy %s/%s: %w", have.GetNamespace(), have.GetName(), err)
 	}
 	return nil
 }

@@ -279,7 +279,7 @@ func (c *Controller) syncServiceAccount(ctx context.Context, k, ns, name string)
 		}
 		return c.written(k, err)
 	case forge.CopyReplace:
-		if err := deleteCopy(have, func(o metav1.DeleteOptions) error { return sas.Delete(ctx, name, o) }); err != nil {
+		if err := controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return sas.Delete(ctx, name, o) }); err != nil {
 			return err
 		}
 		return c.created(ctx, k, users, create())
@@ -326,7 +326,7 @@ func (c *Controller) syncConfigMap(ctx context.Context, k, ns, name string) erro
 		_, err := cms.Update(ctx, up, metav1.UpdateOptions{})
 		return c.written(k, err)
 	case forge.CopyReplace:
-		if err := deleteCopy(have, func(o metav1.DeleteOptions) error { return cms.Delete(ctx, name, o) }); err != nil {
+		if err := controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return cms.Delete(ctx, name, o) }); err != nil {
 			return err
 		}
 		return c.created(ctx, k, users, create())
@@ -373,7 +373,7 @@ func (c *Controller) syncSecret(ctx context.Context, k, ns, name string) error {
 		_, err := secrets.Update(ctx, up, metav1.UpdateOptions{})
 		return c.written(k, err)
 	case forge.CopyReplace:
-		if err := deleteCopy(have, func(o metav1.DeleteOptions) error { return secrets.Delete(ctx, name, o) }); err != nil {
+		if err := controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return secrets.Delete(ctx, name, o) }); err != nil {
 			return err
 		}
 		return c.created(ctx, k, users, create())
@@ -389,21 +389,12 @@ func (c *Controller) collect(ctx context.Context, k string, have metav1.Object, 
 		c.r.EnqueueAfter(k, left)
 		return nil
 	}
-	if err := deleteCopy(have, del); err != nil {
+	if err := controllers.DeleteOwned(have, del); err != nil {
 		return err
 	}
 	c.unused.Delete(k)
 	c.changed.Delete(k)
 	return ctx.Err()
-}
-
-// deleteCopy deletes an owned copy with a UID precondition; gone already, or replaced by another object, is fine.
-func deleteCopy(have metav1.Object, del func(metav1.DeleteOptions) error) error {
-	err := del(metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(have.GetUID()))})
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("delete member copy %s/%s: %w", have.GetNamespace(), have.GetName(), err)
-	}
-	return nil
 }
 
 // created handles the result of a create: an object of that name that is not Tether's is a conflict, reported on

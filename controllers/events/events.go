@@ -160,7 +160,7 @@ func (c *Controller) hostEvent(host *corev1.Pod, e *corev1.Event, count int32) *
 		Reason: e.Reason, Type: e.Type, Message: "member " + c.cfg.Member + ": " + e.Message,
 		Source:         corev1.EventSource{Component: "member/" + c.cfg.Member, Host: e.Source.Host},
 		FirstTimestamp: first, LastTimestamp: last, Count: count,
-		ReportingController: "tether.io/tether-node", ReportingInstance: c.cfg.Member,
+		ReportingController: api.EventReportingController, ReportingInstance: c.cfg.Member,
 	}
 }
 

@@ -189,22 +189,22 @@ func (c *Controller) contents(ctx context.Context, ns string) (ours, others bool
 	if err != nil {
 		return false, false, err
 	}
-	keep(objects(cms.Items), "kube-root-ca.crt")
+	keep(controllers.Objects(cms.Items), "kube-root-ca.crt")
 	secrets, err := core.Secrets(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return false, false, err
 	}
-	keep(objects(secrets.Items), "")
+	keep(controllers.Objects(secrets.Items), "")
 	sas, err := core.ServiceAccounts(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return false, false, err
 	}
-	keep(objects(sas.Items), "default")
+	keep(controllers.Objects(sas.Items), "default")
 	svcs, err := core.Services(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return false, false, err
 	}
-	keep(objects(svcs.Items), "")
+	keep(controllers.Objects(svcs.Items), "")
 	for _, o := range objs {
 		if c.cfg.Owner.OwnsForCluster(o) {
 			ours = true
@@ -213,16 +213,4 @@ func (c *Controller) contents(ctx context.Context, ns string) (ours, others bool
 		}
 	}
 	return ours, others, nil
-}
-
-// objects views a list's items as metav1.Objects.
-func objects[T any, PT interface {
-	*T
-	metav1.Object
-}](items []T) []metav1.Object {
-	out := make([]metav1.Object, len(items))
-	for i := range items {
-		out[i] = PT(&items[i])
-	}
-	return out
 }

@@ -302,7 +302,7 @@ func (c *Controller) syncService(ctx context.Context, k, ns, name string) error 
 			c.r.EnqueueAfter(k, wait)
 			return nil
 		}
-		return deleteOwned(have, func(o metav1.DeleteOptions) error { return client.Delete(ctx, name, o) })
+		return controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return client.Delete(ctx, name, o) })
 	}
 	want := forge.Service(src, c.cfg.Owner)
 	if have != nil {
@@ -314,7 +314,7 @@ func (c *Controller) syncService(ctx context.Context, k, ns, name string) error 
 			_, err := client.Update(ctx, forge.UpdatedService(have, want), metav1.UpdateOptions{})
 			return c.written(k, err)
 		case forge.CopyReplace:
-			if err := deleteOwned(have, func(o metav1.DeleteOptions) error { return client.Delete(ctx, name, o) }); err != nil {
+			if err := controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return client.Delete(ctx, name, o) }); err != nil {
 				return err
 			}
 		}
@@ -364,7 +364,7 @@ func (c *Controller) syncSlice(ctx context.Context, k, ns, name string) error {
 		if have == nil {
 			return nil
 		}
-		return deleteOwned(have, func(o metav1.DeleteOptions) error { return client.Delete(ctx, name, o) })
+		return controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return client.Delete(ctx, name, o) })
 	}
 	if have != nil {
 		switch forge.EndpointSliceAction(have, want) {
@@ -377,7 +377,7 @@ func (c *Controller) syncSlice(ctx context.Context, k, ns, name string) error {
 			_, err := client.Update(ctx, up, metav1.UpdateOptions{})
 			return c.written(k, err)
 		case forge.CopyReplace:
-			if err := deleteOwned(have, func(o metav1.DeleteOptions) error { return client.Delete(ctx, name, o) }); err != nil {
+			if err := controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return client.Delete(ctx, name, o) }); err != nil {
 				return err
 			}
 		}
@@ -429,15 +429,6 @@ func (c *Controller) written(k string, err error) error {
 	c.mu.Unlock()
 	if ok {
 		c.cfg.Metrics.ObserveLag(Name, c.cfg.Member, at)
-	}
-	return nil
-}
-
-// deleteOwned deletes an owned copy with a UID precondition; gone already, or another object now, is fine.
-func deleteOwned(have metav1.Object, del func(metav1.DeleteOptions) error) error {
-	err := del(metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(have.GetUID()))})
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("delete member copy %s/%s: %w", have.GetNamespace(), have.GetName(), err)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/controllers"
 )
 
 // ReasonMemberLeftBehind on the virtual node of a removed member: the member could not be reached, so what Tether
@@ -79,28 +80,28 @@ func cleanupMember(ctx context.Context, c kubernetes.Interface, owner api.Owner)
 	if l, err := core.Pods("").List(ctx, sel); err != nil {
 		errs = append(errs, err)
 	} else {
-		del("pod", func() []metav1.Object { return objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
+		del("pod", func() []metav1.Object { return controllers.Objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
 			return core.Pods(ns).Delete(ctx, n, o)
 		})
 	}
 	if l, err := core.ConfigMaps("").List(ctx, sel); err != nil {
 		errs = append(errs, err)
 	} else {
-		del("configmap", func() []metav1.Object { return objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
+		del("configmap", func() []metav1.Object { return controllers.Objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
 			return core.ConfigMaps(ns).Delete(ctx, n, o)
 		})
 	}
 	if l, err := core.Secrets("").List(ctx, sel); err != nil {
 		errs = append(errs, err)
 	} else {
-		del("secret", func() []metav1.Object { return objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
+		del("secret", func() []metav1.Object { return controllers.Objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
 			return core.Secrets(ns).Delete(ctx, n, o)
 		})
 	}
 	if l, err := core.ServiceAccounts("").List(ctx, sel); err != nil {
 		errs = append(errs, err)
 	} else {
-		del("serviceaccount", func() []metav1.Object { return objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
+		del("serviceaccount", func() []metav1.Object { return controllers.Objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
 			return core.ServiceAccounts(ns).Delete(ctx, n, o)
 		})
 	}
@@ -165,18 +166,6 @@ func holdsOthers(ctx context.Context, c kubernetes.Interface, ns string, owner a
 	if err != nil {
 		return true, err
 	}
-	return foreign(objects(pods.Items), "") || foreign(objects(cms.Items), "kube-root-ca.crt") ||
-		foreign(objects(secrets.Items), "") || foreign(objects(sas.Items), "default"), nil
-}
-
-// objects views a list's items as metav1.Objects.
-func objects[T any, PT interface {
-	*T
-	metav1.Object
-}](items []T) []metav1.Object {
-	out := make([]metav1.Object, len(items))
-	for i := range items {
-		out[i] = PT(&items[i])
-	}
-	return out
+	return foreign(controllers.Objects(pods.Items), "") || foreign(controllers.Objects(cms.Items), "kube-root-ca.crt") ||
+		foreign(controllers.Objects(secrets.Items), "") || foreign(controllers.Objects(sas.Items), "default"), nil
 }
