@@ -583,6 +583,8 @@ func TestRemovedMemberIsCleanedUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "serving", e.serving(r, "m1", true))
+	// Serving turns true before the node is registered: wait for it, or "node deleted" would hold at once.
+	eventually(t, "node registered", func() error { return e.nodeExists("tether-m1") })
 	if err := secrets.Delete(ctx, "m1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -646,6 +648,7 @@ func TestRemovedUnreachableMemberIsLeftAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "serving", e.serving(r, "m1", true))
+	eventually(t, "node registered", func() error { return e.nodeExists("tether-m1") })
 	down.Store(true)
 	if err := secrets.Delete(ctx, "m1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
