@@ -31,6 +31,10 @@ type Reconciler struct {
 	resync  time.Duration
 	queue   workqueue.TypedRateLimitingInterface[string]
 	metrics *Metrics
+
+	mu sync.Mutex
+	// failing holds the keys whose last reconcile failed: the periodic pass reports the others as in sync.
+	failing map[string]struct{}
 }
 
 // Options shape a Reconciler.
@@ -47,7 +51,7 @@ type Options struct {
 // New builds a Reconciler; Run works it and must be called (its queue lives until Run returns).
 func New(sync SyncFunc, o Options) *Reconciler {
 	return &Reconciler{
-		name: o.Name, member: o.Member, sync: sync, keys: o.Keys, resync: o.Resync, metrics: o.Metrics,
+		name: o.Name, member: o.Member, sync: sync, keys: o.Keys, resync: o.Resync, metrics: o.Metrics, failing: map[string]struct{}{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: o.Name + "-" + o.Member}),
@@ -89,9 +93,14 @@ func (r *Reconciler) Run(ctx context.Context, workers int) {
 		case <-ctx.Done():
 			return
 		case <-tick:
-			for _, k := range r.keys() {
+			keys := r.keys()
+			for _, k := range keys {
 				r.queue.Add(k)
 			}
+			r.mu.Lock()
+			failing := len(r.failing)
+			r.mu.Unlock()
+			r.metrics.setObjects(r.name, r.member, max(len(keys)-failing, 0), failing)
 		}
 	}
 }
@@ -105,6 +114,13 @@ func (r *Reconciler) next(ctx context.Context) bool {
 	r.metrics.setDepth(r.name, r.member, r.queue.Len())
 	err := r.sync(ctx, key)
 	r.metrics.observe(r.name, r.member, err)
+	r.mu.Lock()
+	if err != nil {
+		r.failing[key] = struct{}{}
+	} else {
+		delete(r.failing, key)
+	}
+	r.mu.Unlock()
 	if err != nil {
 		if ctx.Err() == nil {
 			log.G(ctx).WithField("key", key).WithError(err).Debug("reconcile failed; retrying")
@@ -121,6 +137,7 @@ type Metrics struct {
 	reconciles *prometheus.CounterVec
 	lag        *prometheus.HistogramVec
 	depth      *prometheus.GaugeVec
+	objects    *prometheus.GaugeVec
 }
 
 // NewMetrics builds the controllers' metrics and registers them with reg (nil: not registered).
@@ -139,9 +156,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "tether_node_controller_queue_depth",
 			Help: "Keys waiting in a controller's queue, by controller and member.",
 		}, []string{"controller", "member"}),
+		objects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tether_node_controller_objects",
+			Help: "Objects a controller keeps, by controller, member and state: in_sync (last reconcile succeeded) or failing; set by each periodic pass.",
+		}, []string{"controller", "member", "state"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.reconciles, m.lag, m.depth} {
+		for _, c := range []prometheus.Collector{m.reconciles, m.lag, m.depth, m.objects} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -164,6 +185,13 @@ func (m *Metrics) observe(controller, member string, err error) {
 func (m *Metrics) setDepth(controller, member string, n int) {
 	if m != nil {
 		m.depth.WithLabelValues(controller, member).Set(float64(n))
+	}
+}
+
+func (m *Metrics) setObjects(controller, member string, inSync, failing int) {
+	if m != nil {
+		m.objects.WithLabelValues(controller, member, "in_sync").Set(float64(inSync))
+		m.objects.WithLabelValues(controller, member, "failing").Set(float64(failing))
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestReconcilerRetriesAndResyncs(t *testing.T) {
@@ -46,5 +48,33 @@ func TestReconcilerRetriesAndResyncs(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// The periodic pass reports how many of its keys are in sync and how many fail.
+func TestReconcilerCountsObjects(t *testing.T) {
+	m, err := NewMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(func(_ context.Context, key string) error {
+		if key == "bad" {
+			return errors.New("refused")
+		}
+		return nil
+	}, Options{Name: "test", Member: "m1", Keys: func() []string { return []string{"good", "bad", "also-good"} },
+		Resync: 10 * time.Millisecond, Metrics: m})
+	go r.Run(t.Context(), 1)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		inSync := testutil.ToFloat64(m.objects.WithLabelValues("test", "m1", "in_sync"))
+		failing := testutil.ToFloat64(m.objects.WithLabelValues("test", "m1", "failing"))
+		if inSync == 2 && failing == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("in_sync %v, failing %v: want 2 and 1", inSync, failing)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

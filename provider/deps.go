@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -73,6 +74,15 @@ func (m *Member) ensureDependencies(ctx context.Context, host, member *corev1.Po
 		}
 		if err := m.ensureSecret(ctx, host, src); err != nil {
 			return err
+		}
+	}
+	for _, name := range forge.ClaimNames(host) {
+		miss, err := m.ensureClaim(ctx, host, name)
+		if err != nil {
+			return err
+		}
+		if miss {
+			missing = append(missing, "persistentvolumeclaim/"+name)
 		}
 	}
 	if len(missing) > 0 {
@@ -186,6 +196,49 @@ func (m *Member) ensureSecret(ctx context.Context, host *corev1.Pod, src *corev1
 		return m.createCopy(ctx, host, "secret", src.Name, create, get)
 	}
 	return nil
+}
+
+// ensureClaim makes sure the member has the copy of a claim the pod uses (controllers/volumes keeps it after);
+// missing reports a claim the host does not have. A claim whose volume Tether provisioned in another member is an
+// error: its data lives there (the host scheduler keeps such pods off this node; a pod bound by hand is not).
+func (m *Member) ensureClaim(ctx context.Context, host *corev1.Pod, name string) (missing bool, err error) {
+	if m.cfg.HostClaims == nil {
+		return false, fmt.Errorf("persistentvolumeclaim %s: tether-node does not serve claims here", name)
+	}
+	src, err := m.cfg.HostClaims.PersistentVolumeClaims(host.Namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if src.Spec.VolumeName != "" && m.cfg.HostVolumes != nil {
+		if pv, err := m.cfg.HostVolumes.Get(src.Spec.VolumeName); err == nil {
+			if other := forge.VolumeMember(pv); other != "" && other != m.cfg.Member {
+				msg := fmt.Sprintf("persistentvolumeclaim %s/%s lives in member %s: the pod cannot run in member %s", host.Namespace, name, other, m.cfg.Member)
+				m.cfg.Recorder.Event(host, corev1.EventTypeWarning, ReasonDependencyConflict, msg)
+				return false, errors.New(msg)
+			}
+		}
+	}
+	if have, err := m.claims.PersistentVolumeClaims(host.Namespace).Get(name); err == nil && m.owner.Owns(have) {
+		if have.Annotations[api.AnnotationHostUID] != string(src.UID) {
+			return false, fmt.Errorf("persistentvolumeclaim %s/%s: the copy of an earlier claim of that name is still in member %s", host.Namespace, name, m.cfg.Member)
+		}
+		return false, nil
+	}
+	var sc *storagev1.StorageClass
+	if cls := src.Spec.StorageClassName; cls != nil && *cls != "" && m.cfg.HostClasses != nil {
+		if sc, err = m.cfg.HostClasses.Get(*cls); err != nil && !apierrors.IsNotFound(err) {
+			return false, err
+		}
+	}
+	want := forge.PersistentVolumeClaim(src, forge.MemberClassName(src, sc), m.owner)
+	claims := m.cfg.MemberClient.CoreV1().PersistentVolumeClaims(host.Namespace)
+	return false, m.createCopy(ctx, host, "persistentvolumeclaim", name, func() error {
+		_, err := claims.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}, func() (metav1.Object, error) { return claims.Get(ctx, name, metav1.GetOptions{}) })
 }
 
 // createCopy creates an owned copy. An object of that name that the cache of owned copies does not hold is either

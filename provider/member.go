@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
+	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -44,6 +45,11 @@ type Config struct {
 	HostConfigMaps corev1listers.ConfigMapLister
 	HostSecrets    corev1listers.SecretLister
 	HostSAs        corev1listers.ServiceAccountLister
+	// HostClaims, HostVolumes and HostClasses serve the pods' PersistentVolumeClaims (nil HostClaims: a pod
+	// with a claim waits, with an event).
+	HostClaims  corev1listers.PersistentVolumeClaimLister
+	HostVolumes corev1listers.PersistentVolumeLister
+	HostClasses storagelisters.StorageClassLister
 	// Recorder writes events on host objects.
 	Recorder record.EventRecorder
 
@@ -87,6 +93,7 @@ type Member struct {
 	configMaps corev1listers.ConfigMapLister
 	secrets    corev1listers.SecretLister
 	sas        corev1listers.ServiceAccountLister
+	claims     corev1listers.PersistentVolumeClaimLister
 	synced     []cache.InformerSynced
 
 	mu         sync.Mutex
@@ -153,11 +160,12 @@ func New(cfg Config) (*Member, error) {
 	secrets := m.ownFactory.Core().V1().Secrets()
 	sas := m.ownFactory.Core().V1().ServiceAccounts()
 	m.pods, m.nodes, m.namespaces = pods.Lister(), nodes.Lister(), namespaces.Lister()
-	m.configMaps, m.secrets, m.sas = cms.Lister(), secrets.Lister(), sas.Lister()
+	claims := m.ownFactory.Core().V1().PersistentVolumeClaims()
+	m.configMaps, m.secrets, m.sas, m.claims = cms.Lister(), secrets.Lister(), sas.Lister(), claims.Lister()
 	// The copies of Services and their EndpointSlices (controllers/services).
 	services := m.ownFactory.Core().V1().Services().Informer()
 	slices := m.ownFactory.Discovery().V1().EndpointSlices().Informer()
-	for _, inf := range []cache.SharedIndexInformer{pods.Informer(), nodes.Informer(), namespaces.Informer(), cms.Informer(), secrets.Informer(), sas.Informer(), services, slices} {
+	for _, inf := range []cache.SharedIndexInformer{pods.Informer(), nodes.Informer(), namespaces.Informer(), cms.Informer(), secrets.Informer(), sas.Informer(), claims.Informer(), services, slices} {
 		m.synced = append(m.synced, inf.HasSynced)
 	}
 	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -290,6 +298,16 @@ func (m *Member) Owner() api.Owner { return m.owner }
 func (m *Member) CopyInformers() (configMaps, secrets, serviceAccounts cache.SharedIndexInformer) {
 	core := m.ownFactory.Core().V1()
 	return core.ConfigMaps().Informer(), core.Secrets().Informer(), core.ServiceAccounts().Informer()
+}
+
+// ClaimInformer is the member informer of the PersistentVolumeClaim copies this node owns.
+func (m *Member) ClaimInformer() cache.SharedIndexInformer {
+	return m.ownFactory.Core().V1().PersistentVolumeClaims().Informer()
+}
+
+// EnsureNamespace creates the member namespace ns, labelled as Tether's, unless it exists.
+func (m *Member) EnsureNamespace(ctx context.Context, ns string) error {
+	return m.ensureNamespace(ctx, ns)
 }
 
 // MemberPods lists the member's pods (trimmed: metadata, status and what requests are made of).

@@ -205,6 +205,12 @@ func (c *Controller) contents(ctx context.Context, ns string) (ours, others bool
 		return false, false, err
 	}
 	keep(controllers.Objects(svcs.Items), "")
+	// A claim copy holds data: its namespace stays while the host claim does (controllers/volumes).
+	claims, err := core.PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return false, false, err
+	}
+	keep(controllers.Objects(claims.Items), "")
 	for _, o := range objs {
 		if c.cfg.Owner.OwnsForCluster(o) {
 			ours = true

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -121,6 +122,28 @@ func (s *State) EnsureNamespace(ctx context.Context, name string, labels map[str
 	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// StorageClass is the host StorageClass api.DefaultStorageClass: its claims live in the member that runs their
+// first pod (controllers/volumes), bound to the member's default class.
+func StorageClass() *storagev1.StorageClass {
+	wait := storagev1.VolumeBindingWaitForFirstConsumer
+	reclaim := corev1.PersistentVolumeReclaimDelete
+	return &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: api.DefaultStorageClass, Labels: api.ManagedLabels()},
+		Provisioner: api.Provisioner, VolumeBindingMode: &wait, ReclaimPolicy: &reclaim}
+}
+
+// EnsureStorageClass creates StorageClass() in the host unless it exists.
+func (s *State) EnsureStorageClass(ctx context.Context) error {
+	cs, err := clientFor(s.Host().Kubeconfig)
+	if err != nil {
+		return err
+	}
+	_, err = cs.StorageV1().StorageClasses().Create(ctx, StorageClass(), metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("storage class %s: %w", api.DefaultStorageClass, err)
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ const ReasonMemberLeftBehind = "MemberCleanupSkipped"
 const cleanupTimeout = 2 * time.Minute
 
 // cleanup deletes, in a member that is being removed, what this virtual node created there: its pods, its copies
-// of ConfigMaps, Secrets and ServiceAccounts (all selected by the node's ownership labels, deleted with UID
+// of ConfigMaps, Secrets, ServiceAccounts and PersistentVolumeClaims (all selected by the node's ownership labels, deleted with UID
 // preconditions), then the namespaces Tether created for this host that hold nothing else. A member that does not
 // answer keeps all of it, and the virtual node gets an event saying how to clean up by hand.
 func (r *Registry) cleanup(parent context.Context, s spec) {
@@ -40,7 +40,7 @@ func (r *Registry) cleanup(parent context.Context, s spec) {
 	}
 	if err != nil {
 		msg := fmt.Sprintf("member %s was removed while it did not answer (%v): its pods, copies and namespaces are left there; "+
-			"to remove them later run, against the member: kubectl delete pods,configmaps,secrets,serviceaccounts -A -l %s "+
+			"to remove them later run, against the member: kubectl delete pods,configmaps,secrets,serviceaccounts,persistentvolumeclaims -A -l %s "+
 			"and delete the namespaces labelled %s=%s,%s=%s that are empty", s.Name, err, owner.Selector(),
 			api.LabelManagedBy, api.ManagedByTether, api.LabelHostCluster, r.cfg.ClusterID)
 		logger.Warn(msg)
@@ -103,6 +103,13 @@ func cleanupMember(ctx context.Context, c kubernetes.Interface, owner api.Owner)
 	} else {
 		del("serviceaccount", func() []metav1.Object { return controllers.Objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
 			return core.ServiceAccounts(ns).Delete(ctx, n, o)
+		})
+	}
+	if l, err := core.PersistentVolumeClaims("").List(ctx, sel); err != nil {
+		errs = append(errs, err)
+	} else {
+		del("persistentvolumeclaim", func() []metav1.Object { return controllers.Objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
+			return core.PersistentVolumeClaims(ns).Delete(ctx, n, o)
 		})
 	}
 	if err := errors.Join(errs...); err != nil {

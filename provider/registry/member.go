@@ -21,8 +21,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	corev1informers "k8s.io/client-go/informers/core/v1"
+	storageinformers "k8s.io/client-go/informers/storage/v1"
 	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
+	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -35,6 +37,7 @@ import (
 	"github.com/tetherkube/tether/controllers/namespaces"
 	"github.com/tetherkube/tether/controllers/podmeta"
 	"github.com/tetherkube/tether/controllers/services"
+	"github.com/tetherkube/tether/controllers/volumes"
 	"github.com/tetherkube/tether/provider"
 	"github.com/tetherkube/tether/provider/kubelet"
 )
@@ -270,6 +273,9 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 		HostConfigMaps:       r.cfg.HostConfigMaps.Lister(),
 		HostSecrets:          r.cfg.HostSecrets.Lister(),
 		HostSAs:              r.cfg.HostServiceAccounts.Lister(),
+		HostClaims:           claimsLister(r.cfg.HostClaims),
+		HostVolumes:          volumesLister(r.cfg.HostVolumes),
+		HostClasses:          classesLister(r.cfg.HostClasses),
 		Recorder:             r.cfg.Recorder,
 		InternalIP:           n.KubeletAddress,
 		KubeletPort:          port,
@@ -407,6 +413,17 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 			return
 		}
 		parts.Go(func() { fail("namespace controller", nsc.Run(ctx, 1)) })
+		if r.cfg.HostClaims != nil {
+			vc, err := volumes.New(volumes.Config{Member: s.Name, Owner: m.Owner(), Client: clients.Kube, Host: r.cfg.Host,
+				HostClaims: r.cfg.HostClaims.Informer(), HostVolumes: r.cfg.HostVolumes.Informer(), HostClasses: r.cfg.HostClasses.Lister(),
+				Claims: m.ClaimInformer(), EnsureNamespace: m.EnsureNamespace, Recorder: r.cfg.Recorder,
+				DeniedNamespaces: n.DeniedNamespaces, Resync: n.Resync, Metrics: r.controllers})
+			if err != nil {
+				fail("volume controller", err)
+				return
+			}
+			parts.Go(func() { fail("volume controller", vc.Run(ctx, 2)) })
+		}
 		pm, err := podmeta.New(podmeta.Config{Member: s.Name, Owner: m.Owner(), Client: clients.Kube,
 			HostPods: r.cfg.HostPods.Informer(), MemberPods: m.MemberPods(), Recorder: r.cfg.Recorder, Metrics: r.controllers})
 		if err != nil {
@@ -431,6 +448,27 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 	case err := <-errs:
 		return err
 	}
+}
+
+func claimsLister(i corev1informers.PersistentVolumeClaimInformer) corev1listers.PersistentVolumeClaimLister {
+	if i == nil {
+		return nil
+	}
+	return i.Lister()
+}
+
+func volumesLister(i corev1informers.PersistentVolumeInformer) corev1listers.PersistentVolumeLister {
+	if i == nil {
+		return nil
+	}
+	return i.Lister()
+}
+
+func classesLister(i storageinformers.StorageClassInformer) storagelisters.StorageClassLister {
+	if i == nil {
+		return nil
+	}
+	return i.Lister()
 }
 
 // scopedPodInformer hands the shared pod informer to one pod controller and remembers the handlers it adds.

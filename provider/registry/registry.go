@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/informers"
 	corev1informers "k8s.io/client-go/informers/core/v1"
 	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
+	storageinformers "k8s.io/client-go/informers/storage/v1"
 	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
@@ -56,6 +57,11 @@ type Config struct {
 	HostServices        corev1informers.ServiceInformer
 	HostServiceAccounts corev1informers.ServiceAccountInformer
 	HostEndpointSlices  discoveryinformers.EndpointSliceInformer
+	// HostClaims are every PersistentVolumeClaim, HostVolumes the PersistentVolumes Tether provisioned for this
+	// host cluster, HostClasses the StorageClasses (controllers/volumes). Nil HostClaims: no claims served.
+	HostClaims  corev1informers.PersistentVolumeClaimInformer
+	HostVolumes corev1informers.PersistentVolumeInformer
+	HostClasses storageinformers.StorageClassInformer
 	// Recorder writes events on host objects (pods, nodes, member Secrets).
 	Recorder record.EventRecorder
 	// Kubelet serves the kubelet API on a member's own port (Member.Port); nil when no member has one.

@@ -657,7 +657,7 @@ func TestRemovedUnreachableMemberIsLeftAlone(t *testing.T) {
 	if _, err := mc.CoreV1().Pods("ours").Get(ctx, "copy", metav1.GetOptions{}); err != nil {
 		t.Errorf("the pod of an unreachable member was deleted: %v", err)
 	}
-	if !e.recorder.has("tether-m1", ReasonMemberLeftBehind, "kubectl delete pods,configmaps,secrets,serviceaccounts -A -l "+owner.Selector()) {
+	if !e.recorder.has("tether-m1", ReasonMemberLeftBehind, "kubectl delete pods,configmaps,secrets,serviceaccounts,persistentvolumeclaims -A -l "+owner.Selector()) {
 		t.Errorf("no %s event:\n%s", ReasonMemberLeftBehind, e.recorder)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/internal/cli"
 	"github.com/tetherkube/tether/provider"
 	"github.com/tetherkube/tether/provider/kubelet"
@@ -90,9 +91,16 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 			lo.FieldSelector = fields.OneTermNotEqualSelector("spec.nodeName", "").String()
 		}))
 	depFactory := informers.NewSharedInformerFactoryWithOptions(host, o.Resync, informers.WithTransform(provider.TrimForCache))
+	// The PersistentVolumes Tether provisioned for this host (controllers/volumes).
+	volFactory := informers.NewSharedInformerFactoryWithOptions(host, o.Resync, informers.WithTransform(provider.TrimForCache),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+			lo.LabelSelector = api.LabelManagedBy + "=" + api.ManagedByTether + "," + api.LabelHostCluster + "=" + clusterID
+		}))
 	hostPods := podFactory.Core().V1().Pods()
+	hostVolumes := volFactory.Core().V1().PersistentVolumes()
 	// Informers must be requested before the factory starts.
-	synced := []cache.InformerSynced{hostPods.Informer().HasSynced,
+	synced := []cache.InformerSynced{hostPods.Informer().HasSynced, hostVolumes.Informer().HasSynced,
+		depFactory.Core().V1().PersistentVolumeClaims().Informer().HasSynced, depFactory.Storage().V1().StorageClasses().Informer().HasSynced,
 		depFactory.Core().V1().ConfigMaps().Informer().HasSynced, depFactory.Core().V1().Secrets().Informer().HasSynced,
 		depFactory.Core().V1().Services().Informer().HasSynced, depFactory.Core().V1().ServiceAccounts().Informer().HasSynced,
 		depFactory.Discovery().V1().EndpointSlices().Informer().HasSynced}
@@ -103,8 +111,10 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 
 	podFactory.Start(ctx.Done())
 	depFactory.Start(ctx.Done())
+	volFactory.Start(ctx.Done())
 	defer podFactory.Shutdown()
 	defer depFactory.Shutdown()
+	defer volFactory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("host caches did not sync: %w", ctx.Err())
 	}
@@ -132,6 +142,9 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 		HostServices:        depFactory.Core().V1().Services(),
 		HostServiceAccounts: depFactory.Core().V1().ServiceAccounts(),
 		HostEndpointSlices:  depFactory.Discovery().V1().EndpointSlices(),
+		HostClaims:          depFactory.Core().V1().PersistentVolumeClaims(),
+		HostVolumes:         hostVolumes,
+		HostClasses:         depFactory.Storage().V1().StorageClasses(),
 		Recorder:            recorder,
 		Kubelet:             registry.ListenerFunc(func(ctx context.Context, addr string) error { return srv.Serve(ctx, addr) }),
 		Metrics:             metricsRegistry,

@@ -197,6 +197,9 @@ func ensureTether(ctx context.Context, out io.Writer, st *sandbox.State, binDir 
 	if err := st.EnsureNamespace(ctx, demoNamespace, map[string]string{api.LabelOffload: api.OffloadEnabled}); err != nil {
 		return err
 	}
+	if err := st.EnsureStorageClass(ctx); err != nil {
+		return err
+	}
 	if err := st.WaitWebhook(ctx, demoNamespace, time.Minute); err != nil {
 		return fmt.Errorf("webhook not answering (see %s): %w", st.Process(sandbox.TetherWebhook).Log, err)
 	}

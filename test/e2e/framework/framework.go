@@ -90,7 +90,7 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 			return nil, fmt.Errorf("%s=%s: clusters not healthy: %w", EnvClusters, dir, err)
 		}
 		fmt.Fprintf(log, "e2e: reusing the clusters in %s\n", st.Dir)
-		if err := ensureWebhookNamespace(ctx, st); err != nil {
+		if err := ensureHostObjects(ctx, st); err != nil {
 			return nil, err
 		}
 		return newEnv(st, false)
@@ -174,13 +174,17 @@ func startTether(ctx context.Context, st *sandbox.State, bins map[string]string)
 	if err := st.WaitVirtualNodes(ctx, time.Minute); err != nil {
 		return err
 	}
-	if err := ensureWebhookNamespace(ctx, st); err != nil {
+	if err := ensureHostObjects(ctx, st); err != nil {
 		return err
 	}
 	return st.WaitWebhook(ctx, WebhookNamespace, time.Minute)
 }
 
-func ensureWebhookNamespace(ctx context.Context, st *sandbox.State) error {
+// ensureHostObjects makes what tests expect in the host: Tether's StorageClass and the webhook's namespace.
+func ensureHostObjects(ctx context.Context, st *sandbox.State) error {
+	if err := st.EnsureStorageClass(ctx); err != nil {
+		return err
+	}
 	return st.EnsureNamespace(ctx, WebhookNamespace, map[string]string{api.LabelOffload: api.OffloadEnabled})
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -384,10 +385,20 @@ func TestKilledDuringChurnConverges(t *testing.T) {
 	small := func(s *corev1.PodSpec) {
 		s.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("8Mi")}
 	}
-	createDeployment(t, deployment(ns, "churn", 300, small))
+	peak := 300
+	if v := os.Getenv("TETHER_E2E_CHURN_PEAK"); v != "" {
+		var err error
+		if peak, err = strconv.Atoi(v); err != nil || peak < 10 {
+			t.Fatalf("TETHER_E2E_CHURN_PEAK=%q: want a number of pods ≥ 10", v)
+		}
+	}
+	var sizes []int32
+	for _, tenth := range []int{3, 9, 1, 10, 4, 8, 2, 7, 5, 6} {
+		sizes = append(sizes, int32(peak*tenth/10))
+	}
+	createDeployment(t, deployment(ns, "churn", sizes[3], small))
 	deployments := env.Host.Client.AppsV1().Deployments(ns)
 	rng := rand.New(rand.NewPCG(1, 2)) // the same moments on every run
-	sizes := []int32{90, 270, 30, 300, 120, 240, 60, 210, 150, 180}
 	for _, n := range sizes {
 		patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, n)
 		if _, err := deployments.Patch(ctx, "churn", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
