@@ -194,7 +194,7 @@ func waitOneCopyEach(t *testing.T, ns string, pods []corev1.Pod, timeout time.Du
 			}
 			for _, mp := range mps {
 				if !live[types.UID(mp.Annotations[api.AnnotationHostUID])] {
-					return fmt.Errorf("member pod %s/%s is not the copy of a live host pod", m.Name, mp.Name)
+					return fmt.Errorf("member pod %s/%s (%s) is not the copy of a live host pod: %s", m.Name, mp.Name, memberPodState(&mp), hostPodState(ctx, &mp))
 				}
 				if mp.Status.Phase != corev1.PodRunning {
 					return fmt.Errorf("member pod %s/%s is %s", m.Name, mp.Name, mp.Status.Phase)
@@ -207,4 +207,62 @@ func waitOneCopyEach(t *testing.T, ns string, pods []corev1.Pod, timeout time.Du
 		}
 		return nil
 	})
+}
+
+// waitOneCopyPerLivePod is waitOneCopyEach for the host pods of app as they are at each look, n of them.
+func waitOneCopyPerLivePod(t *testing.T, ns, app string, n int, timeout time.Duration) {
+	t.Helper()
+	framework.Eventually(t, timeout, fmt.Sprintf("%d live host pods of %s, each with exactly one member pod", n, app), func(ctx context.Context) error {
+		pods, err := hostPods(ctx, ns, app)
+		if err != nil {
+			return err
+		}
+		live := map[types.UID]bool{}
+		for i := range pods {
+			if pods[i].DeletionTimestamp == nil {
+				live[pods[i].UID] = true
+			}
+		}
+		if len(live) != n {
+			return fmt.Errorf("%d live host pods", len(live))
+		}
+		copies := 0
+		for _, m := range env.Members {
+			mps, err := memberPods(ctx, m, ns)
+			if err != nil {
+				return err
+			}
+			for _, mp := range mps {
+				if !live[types.UID(mp.Annotations[api.AnnotationHostUID])] {
+					return fmt.Errorf("member pod %s/%s (%s) is not the copy of a live host pod: %s", m.Name, mp.Name, memberPodState(&mp), hostPodState(ctx, &mp))
+				}
+			}
+			copies += len(mps)
+		}
+		if copies != n {
+			return fmt.Errorf("%d member pods", copies)
+		}
+		return nil
+	})
+}
+
+func memberPodState(mp *corev1.Pod) string {
+	s := fmt.Sprintf("%s on %q, copy of %s, created %s", mp.Status.Phase, mp.Spec.NodeName, mp.Annotations[api.AnnotationHostUID], mp.CreationTimestamp.Format(time.RFC3339))
+	if mp.DeletionTimestamp != nil {
+		s += fmt.Sprintf(", deleting since %s (finalizers %v)", mp.DeletionTimestamp.Format(time.RFC3339), mp.Finalizers)
+	}
+	return s
+}
+
+// hostPodState says what the host has under a member pod's name, for failure messages.
+func hostPodState(ctx context.Context, mp *corev1.Pod) string {
+	h, err := env.Host.Client.CoreV1().Pods(mp.Namespace).Get(ctx, mp.Name, metav1.GetOptions{})
+	if err != nil {
+		return "host pod: " + err.Error()
+	}
+	s := fmt.Sprintf("host pod %s on %q, %s", h.UID, h.Spec.NodeName, h.Status.Phase)
+	if h.DeletionTimestamp != nil {
+		s += fmt.Sprintf(", deleting since %s", h.DeletionTimestamp.Format(time.RFC3339))
+	}
+	return s
 }
