@@ -623,3 +623,25 @@ func TestKubectlDebugReachesTheMember(t *testing.T) {
 		return nil
 	})
 }
+
+// An in-place resize is possible where the member's kubelets support it, which they say by reporting the resources
+// of running containers. The host pod's status is the member pod's, so the host apiserver takes a resize exactly
+// when the member would: kwok's members report none, and the host refuses as their apiservers would. (With members
+// that report them, controllers/podmeta relays the resize to the member pod's pods/resize.)
+func TestResizeFollowsWhatTheMemberReports(t *testing.T) {
+	ns := env.Host.Namespace(t, nil)
+	_, mp := runOnM1(t, ns, "x")
+	if mp.Status.ContainerStatuses[0].Resources != nil {
+		t.Fatalf("kwok reports container resources now (%v): relay a resize here instead", mp.Status.ContainerStatuses[0].Resources)
+	}
+	patch := `{"spec":{"containers":[{"name":"app","resources":{"requests":{"cpu":"200m"}}}]}}`
+	for _, c := range []*framework.Cluster{env.Host, env.Member(t, "m1")} {
+		res, err := c.Kubectl(t.Context(), nil, "patch", "-n", ns, "pod", "x", "--subresource", "resize", "-p", patch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode == 0 || !strings.Contains(res.Stderr, "Pod running on node without support for resize") {
+			t.Errorf("%s: resize: exit %d: %s", c.Name, res.ExitCode, res.Stderr)
+		}
+	}
+}
