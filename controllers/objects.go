@@ -5,6 +5,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 // DeleteOwned deletes an owned member copy through del with a UID precondition: gone already, or another object of
@@ -27,4 +28,13 @@ func Objects[T any, PT interface {
 		out[i] = PT(&items[i])
 	}
 	return out
+}
+
+// Keys are the keys of every object in store, each as kind/<namespace>/<name> (kind/<name> for cluster objects).
+func Keys(kind string, store cache.Store) []string {
+	keys := store.ListKeys()
+	for i, k := range keys {
+		keys[i] = kind + "/" + k
+	}
+	return keys
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/virtual-kubelet/virtual-kubelet/log"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 )
 
@@ -201,4 +202,36 @@ func (m *Metrics) ObserveLag(controller, member string, since time.Time) {
 		return
 	}
 	m.lag.WithLabelValues(controller, member).Observe(time.Since(since).Seconds())
+}
+
+// Handler is an event handler for one informer, added for the time of RunWith.
+type Handler struct {
+	Informer cache.SharedIndexInformer
+	Handler  cache.ResourceEventHandler
+}
+
+// OnEvery is a handler that calls f with the object of every add, update and delete (for a delete whose final
+// state is unknown, its last known state).
+func OnEvery(f func(obj any)) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{AddFunc: f, UpdateFunc: func(_, obj any) { f(obj) }, DeleteFunc: func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		f(obj)
+	}}
+}
+
+// RunWith adds the handlers, works the queue as Run does until ctx ends, and removes the handlers again (shared
+// informers outlive a member's controllers).
+func (r *Reconciler) RunWith(ctx context.Context, workers int, handlers ...Handler) error {
+	for _, h := range handlers {
+		reg, err := h.Informer.AddEventHandler(h.Handler)
+		if err != nil {
+			return err
+		}
+		inf := h.Informer
+		defer func() { _ = inf.RemoveEventHandler(reg) }()
+	}
+	r.Run(ctx, workers)
+	return nil
 }

@@ -105,51 +105,24 @@ func New(cfg Config) (*Controller, error) {
 
 // Run works until ctx ends, with workers goroutines. The informers must have synced.
 func (c *Controller) Run(ctx context.Context, workers int) error {
-	var regs []func()
-	add := func(inf cache.SharedIndexInformer, h cache.ResourceEventHandler) error {
-		reg, err := inf.AddEventHandler(h)
-		if err != nil {
-			return err
-		}
-		regs = append(regs, func() { _ = inf.RemoveEventHandler(reg) })
-		return nil
-	}
-	defer func() {
-		for _, remove := range regs {
-			remove()
-		}
-	}()
 	onHost := func(kind string) cache.ResourceEventHandler {
-		return cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { c.hostChanged(kind, obj) },
-			UpdateFunc: func(_, obj any) { c.hostChanged(kind, obj) },
-			DeleteFunc: func(obj any) { c.hostChanged(kind, obj) },
-		}
+		return controllers.OnEvery(func(obj any) { c.hostChanged(kind, obj) })
 	}
 	onCopy := func(kind string) cache.ResourceEventHandler {
-		f := func(obj any) {
+		return controllers.OnEvery(func(obj any) {
 			if o, err := metaOf(obj); err == nil {
 				c.r.Enqueue(key(kind, o.GetNamespace(), o.GetName()))
 			}
-		}
-		return cache.ResourceEventHandlerFuncs{AddFunc: f, UpdateFunc: func(_, obj any) { f(obj) }, DeleteFunc: f}
+		})
 	}
-	for _, h := range []struct {
-		inf cache.SharedIndexInformer
-		h   cache.ResourceEventHandler
-	}{
-		{c.cfg.HostConfigMaps, onHost(kindConfigMap)}, {c.cfg.HostSecrets, onHost(kindSecret)},
-		{c.cfg.HostServiceAccounts, onHost(kindServiceAccount)},
-		{c.cfg.ConfigMaps, onCopy(kindConfigMap)}, {c.cfg.Secrets, onCopy(kindSecret)}, {c.cfg.ServiceAccounts, onCopy(kindServiceAccount)},
-		{c.cfg.HostPods, cache.ResourceEventHandlerFuncs{UpdateFunc: func(_, obj any) { c.hostPodChanged(obj, false) },
-			DeleteFunc: func(obj any) { c.hostPodChanged(obj, true) }}},
-	} {
-		if err := add(h.inf, h.h); err != nil {
-			return err
-		}
-	}
-	c.r.Run(ctx, workers)
-	return nil
+	type h = controllers.Handler
+	return c.r.RunWith(ctx, workers,
+		h{Informer: c.cfg.HostConfigMaps, Handler: onHost(kindConfigMap)}, h{Informer: c.cfg.HostSecrets, Handler: onHost(kindSecret)},
+		h{Informer: c.cfg.HostServiceAccounts, Handler: onHost(kindServiceAccount)},
+		h{Informer: c.cfg.ConfigMaps, Handler: onCopy(kindConfigMap)}, h{Informer: c.cfg.Secrets, Handler: onCopy(kindSecret)},
+		h{Informer: c.cfg.ServiceAccounts, Handler: onCopy(kindServiceAccount)},
+		h{Informer: c.cfg.HostPods, Handler: cache.ResourceEventHandlerFuncs{UpdateFunc: func(_, obj any) { c.hostPodChanged(obj, false) },
+			DeleteFunc: func(obj any) { c.hostPodChanged(obj, true) }}})
 }
 
 // hostChanged enqueues the copy of a host object that changed or went, if this member has one.

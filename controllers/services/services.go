@@ -102,39 +102,17 @@ func New(cfg Config) (*Controller, error) {
 
 // Run works until ctx ends. The informers must have synced.
 func (c *Controller) Run(ctx context.Context, workers int) error {
-	var regs []func()
-	defer func() {
-		for _, remove := range regs {
-			remove()
-		}
-	}()
-	for _, h := range []struct {
-		inf cache.SharedIndexInformer
-		h   cache.ResourceEventHandler
-	}{
-		{c.cfg.HostPods, cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) { c.hostPod(obj, false) },
+	return c.r.RunWith(ctx, workers,
+		controllers.Handler{Informer: c.cfg.HostPods, Handler: cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) { c.hostPod(obj, false) },
 			UpdateFunc: func(_, obj any) { c.hostPod(obj, false) }, DeleteFunc: func(obj any) { c.hostPod(obj, true) }}},
-		{c.cfg.HostServices, c.enqueueAs(kindService, true)},
-		{c.cfg.HostSlices, c.enqueueAs(kindSlice, true)},
-		{c.cfg.Services, c.enqueueAs(kindService, false)},
-		{c.cfg.Slices, c.enqueueAs(kindSlice, false)},
-	} {
-		reg, err := h.inf.AddEventHandler(h.h)
-		if err != nil {
-			return err
-		}
-		inf := h.inf
-		regs = append(regs, func() { _ = inf.RemoveEventHandler(reg) })
-	}
-	c.r.Run(ctx, workers)
-	return nil
+		controllers.Handler{Informer: c.cfg.HostServices, Handler: c.enqueueAs(kindService, true)},
+		controllers.Handler{Informer: c.cfg.HostSlices, Handler: c.enqueueAs(kindSlice, true)},
+		controllers.Handler{Informer: c.cfg.Services, Handler: c.enqueueAs(kindService, false)},
+		controllers.Handler{Informer: c.cfg.Slices, Handler: c.enqueueAs(kindSlice, false)})
 }
 
 func (c *Controller) enqueueAs(kind string, host bool) cache.ResourceEventHandler {
-	f := func(obj any) {
-		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = t.Obj
-		}
+	return controllers.OnEvery(func(obj any) {
 		o, ok := obj.(metav1.Object)
 		if !ok {
 			return
@@ -151,8 +129,7 @@ func (c *Controller) enqueueAs(kind string, host bool) cache.ResourceEventHandle
 			c.mu.Unlock()
 		}
 		c.r.Enqueue(k)
-	}
-	return cache.ResourceEventHandlerFuncs{AddFunc: f, UpdateFunc: func(_, obj any) { f(obj) }, DeleteFunc: f}
+	})
 }
 
 // hostPod keeps the count of this node's live pods by namespace; a namespace that gains its first one or loses its
@@ -232,14 +209,7 @@ func (c *Controller) hasCopy(kind, ns, name string) bool {
 }
 
 func (c *Controller) keys() []string {
-	var out []string
-	for _, k := range c.cfg.Services.GetStore().ListKeys() {
-		out = append(out, kindService+"/"+k)
-	}
-	for _, k := range c.cfg.Slices.GetStore().ListKeys() {
-		out = append(out, kindSlice+"/"+k)
-	}
-	return out
+	return append(controllers.Keys(kindService, c.cfg.Services.GetStore()), controllers.Keys(kindSlice, c.cfg.Slices.GetStore())...)
 }
 
 func (c *Controller) sync(ctx context.Context, k string) error {

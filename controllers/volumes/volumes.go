@@ -108,42 +108,15 @@ func New(cfg Config) (*Controller, error) {
 
 // Run works until ctx ends. The informers must have synced.
 func (c *Controller) Run(ctx context.Context, workers int) error {
-	var regs []func()
-	defer func() {
-		for _, remove := range regs {
-			remove()
-		}
-	}()
-	for _, h := range []struct {
-		inf cache.SharedIndexInformer
-		f   func(obj any)
-	}{
-		{c.cfg.HostClaims, c.hostClaim},
-		{c.cfg.HostVolumes, c.hostVolume},
-		{c.cfg.Claims, c.memberClaim},
-	} {
-		f := h.f
-		reg, err := h.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: f, UpdateFunc: func(_, obj any) { f(obj) }, DeleteFunc: f})
-		if err != nil {
-			return err
-		}
-		inf := h.inf
-		regs = append(regs, func() { _ = inf.RemoveEventHandler(reg) })
-	}
-	c.r.Run(ctx, workers)
-	return nil
-}
-
-func unwrap(obj any) any {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		return t.Obj
-	}
-	return obj
+	return c.r.RunWith(ctx, workers,
+		controllers.Handler{Informer: c.cfg.HostClaims, Handler: controllers.OnEvery(c.hostClaim)},
+		controllers.Handler{Informer: c.cfg.HostVolumes, Handler: controllers.OnEvery(c.hostVolume)},
+		controllers.Handler{Informer: c.cfg.Claims, Handler: controllers.OnEvery(c.memberClaim)})
 }
 
 // hostClaim enqueues a host claim that concerns this member: picked for it, bound to a volume of it, or copied to it.
 func (c *Controller) hostClaim(obj any) {
-	pvc, ok := unwrap(obj).(*corev1.PersistentVolumeClaim)
+	pvc, ok := obj.(*corev1.PersistentVolumeClaim)
 	if !ok {
 		return
 	}
@@ -162,7 +135,7 @@ func (c *Controller) hostClaim(obj any) {
 }
 
 func (c *Controller) hostVolume(obj any) {
-	if pv, ok := unwrap(obj).(*corev1.PersistentVolume); ok && c.cfg.Owner.Owns(pv) {
+	if pv, ok := obj.(*corev1.PersistentVolume); ok && c.cfg.Owner.Owns(pv) {
 		c.r.Enqueue(kindVolume + "/" + pv.Name)
 		if ref := pv.Spec.ClaimRef; ref != nil {
 			c.r.Enqueue(kindClaim + "/" + ref.Namespace + "/" + ref.Name)
@@ -171,7 +144,7 @@ func (c *Controller) hostVolume(obj any) {
 }
 
 func (c *Controller) memberClaim(obj any) {
-	pvc, ok := unwrap(obj).(*corev1.PersistentVolumeClaim)
+	pvc, ok := obj.(*corev1.PersistentVolumeClaim)
 	if !ok {
 		return
 	}
@@ -195,10 +168,7 @@ func (c *Controller) concerns(pvc *corev1.PersistentVolumeClaim) bool {
 }
 
 func (c *Controller) keys() []string {
-	var out []string
-	for _, k := range c.cfg.Claims.GetStore().ListKeys() {
-		out = append(out, kindClaim+"/"+k)
-	}
+	out := controllers.Keys(kindClaim, c.cfg.Claims.GetStore())
 	for _, obj := range c.cfg.HostVolumes.GetStore().List() {
 		if pv, ok := obj.(*corev1.PersistentVolume); ok && c.cfg.Owner.Owns(pv) {
 			out = append(out, kindVolume+"/"+pv.Name)

@@ -179,34 +179,45 @@ func waitEvent(t *testing.T, ns, object, reason, text string) {
 // deleted), each the copy of one of them, and none of a deleted one.
 func waitOneCopyEach(t *testing.T, ns string, pods []corev1.Pod, timeout time.Duration) {
 	t.Helper()
+	live := liveUIDs(pods)
+	framework.Eventually(t, timeout, fmt.Sprintf("exactly %d member pods, each of a live host pod", len(live)), func(ctx context.Context) error {
+		return oneCopyEach(ctx, ns, live, true)
+	})
+}
+
+func liveUIDs(pods []corev1.Pod) map[types.UID]bool {
 	live := map[types.UID]bool{}
 	for i := range pods {
 		if pods[i].DeletionTimestamp == nil {
 			live[pods[i].UID] = true
 		}
 	}
-	framework.Eventually(t, timeout, fmt.Sprintf("exactly %d member pods, each of a live host pod", len(live)), func(ctx context.Context) error {
-		n := 0
-		for _, m := range env.Members {
-			mps, err := memberPods(ctx, m, ns)
-			if err != nil {
-				return err
-			}
-			for _, mp := range mps {
-				if !live[types.UID(mp.Annotations[api.AnnotationHostUID])] {
-					return fmt.Errorf("member pod %s/%s (%s) is not the copy of a live host pod: %s", m.Name, mp.Name, memberPodState(&mp), hostPodState(ctx, &mp))
-				}
-				if mp.Status.Phase != corev1.PodRunning {
-					return fmt.Errorf("member pod %s/%s is %s", m.Name, mp.Name, mp.Status.Phase)
-				}
-			}
-			n += len(mps)
+	return live
+}
+
+// oneCopyEach checks that the members hold exactly one pod per host pod UID of live, none of another, and (running)
+// every one Running.
+func oneCopyEach(ctx context.Context, ns string, live map[types.UID]bool, running bool) error {
+	n := 0
+	for _, m := range env.Members {
+		mps, err := memberPods(ctx, m, ns)
+		if err != nil {
+			return err
 		}
-		if n != len(live) {
-			return fmt.Errorf("%d member pods", n)
+		for _, mp := range mps {
+			if !live[types.UID(mp.Annotations[api.AnnotationHostUID])] {
+				return fmt.Errorf("member pod %s/%s (%s) is not the copy of a live host pod: %s", m.Name, mp.Name, memberPodState(&mp), hostPodState(ctx, &mp))
+			}
+			if running && mp.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("member pod %s/%s is %s", m.Name, mp.Name, mp.Status.Phase)
+			}
 		}
-		return nil
-	})
+		n += len(mps)
+	}
+	if n != len(live) {
+		return fmt.Errorf("%d member pods", n)
+	}
+	return nil
 }
 
 // waitOneCopyPerLivePod is waitOneCopyEach for the host pods of app as they are at each look, n of them.
@@ -217,32 +228,11 @@ func waitOneCopyPerLivePod(t *testing.T, ns, app string, n int, timeout time.Dur
 		if err != nil {
 			return err
 		}
-		live := map[types.UID]bool{}
-		for i := range pods {
-			if pods[i].DeletionTimestamp == nil {
-				live[pods[i].UID] = true
-			}
-		}
+		live := liveUIDs(pods)
 		if len(live) != n {
 			return fmt.Errorf("%d live host pods", len(live))
 		}
-		copies := 0
-		for _, m := range env.Members {
-			mps, err := memberPods(ctx, m, ns)
-			if err != nil {
-				return err
-			}
-			for _, mp := range mps {
-				if !live[types.UID(mp.Annotations[api.AnnotationHostUID])] {
-					return fmt.Errorf("member pod %s/%s (%s) is not the copy of a live host pod: %s", m.Name, mp.Name, memberPodState(&mp), hostPodState(ctx, &mp))
-				}
-			}
-			copies += len(mps)
-		}
-		if copies != n {
-			return fmt.Errorf("%d member pods", copies)
-		}
-		return nil
+		return oneCopyEach(ctx, ns, live, false)
 	})
 }
 
