@@ -142,7 +142,8 @@ func (m *Member) currentNode() *corev1.Node {
 			n.Labels["kubernetes.io/os"] = capacity.OS
 			n.Labels["kubernetes.io/arch"] = capacity.Arch
 		}
-		n.Annotations = map[string]string{api.AnnotationFragments: capacity.Fragments.Encode()}
+		n.Annotations = map[string]string{api.AnnotationFragments: capacity.Fragments.Encode(),
+			api.AnnotationNodeSummary: forge.ComputeSummary(nodes, pods, time.Now()).Encode()}
 	}
 	if !m.reachable.Load() {
 		reason, msg = api.ReasonMemberUnreachable, "member apiserver does not answer /readyz"
@@ -197,8 +198,19 @@ func orDefault(s, d string) string {
 	return s
 }
 
-// keepTransitionTimes carries a condition's LastTransitionTime over while its status stays.
+// keepTransitionTimes carries a condition's LastTransitionTime over while its status stays, and the node summary's
+// time while its content stays (so that an unchanged member is an unchanged node: no write).
 func keepTransitionTimes(prev, next *corev1.Node) {
+	if p, n := prev.Annotations[api.AnnotationNodeSummary], next.Annotations[api.AnnotationNodeSummary]; p != "" && n != "" && p != n {
+		ps, perr := api.ParseNodeSummary(p)
+		ns, nerr := api.ParseNodeSummary(n)
+		if perr == nil && nerr == nil {
+			ns.At = ps.At
+			if equality.Semantic.DeepEqual(ps, ns) {
+				next.Annotations[api.AnnotationNodeSummary] = p
+			}
+		}
+	}
 	for i, c := range next.Status.Conditions {
 		for _, p := range prev.Status.Conditions {
 			if p.Type == c.Type && p.Status == c.Status {

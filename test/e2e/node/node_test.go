@@ -76,6 +76,18 @@ func TestVirtualNodes(t *testing.T) {
 		} else if f.UsableNodes != usable || usable == 0 {
 			t.Errorf("%s: fragments count %d usable nodes, want %d", n.Name, f.UsableNodes, usable)
 		}
+		// The node summary counts the member's schedulable nodes (the harness's are untainted: all usable).
+		if s, err := api.ParseNodeSummary(n.Annotations[api.AnnotationNodeSummary]); err != nil {
+			t.Errorf("%s: node summary: %v", n.Name, err)
+		} else {
+			nodes := 0
+			for _, c := range s.Classes {
+				nodes += c.Nodes
+			}
+			if nodes != usable {
+				t.Errorf("%s: node summary counts %d nodes, want %d: %s", n.Name, nodes, usable, n.Annotations[api.AnnotationNodeSummary])
+			}
+		}
 	}
 }
 
