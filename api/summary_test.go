@@ -16,7 +16,7 @@ func TestParseNodeSummary(t *testing.T) {
 	}
 	for v, want := range map[string]string{
 		`{"at":"2026-12-02T05:00:00Z","resources":["cpu"],"classes":[{"nodes":1,"free":[[1,2]]}]}`: "a free vector of 2 values for 1 resources",
-		`{"resources":[],"classes":[],"extra":1}`:                                                    "unknown field",
+		`{"resources":[],"classes":[],"extra":1}`:                                                  "unknown field",
 		`not json`: AnnotationNodeSummary,
 	} {
 		if _, err := ParseNodeSummary(v); err == nil || !strings.Contains(err.Error(), want) {
