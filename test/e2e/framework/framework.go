@@ -400,6 +400,15 @@ func (c *Cluster) Namespace(t testing.TB, labels map[string]string) string {
 		// t.Context() is over by now: the cleanup gets a short lifetime of its own.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		if t.Failed() {
+			// What happened in the namespace, for the failure's reader.
+			if evs, err := c.Client.CoreV1().Events(ns.Name).List(ctx, metav1.ListOptions{}); err == nil {
+				for _, e := range evs.Items {
+					t.Logf("%s event: %s %s/%s %s %s: %s (×%d, from %s)", c.Name, e.LastTimestamp.Format(time.RFC3339), e.InvolvedObject.Kind,
+						e.InvolvedObject.Name, e.Type, e.Reason, e.Message, e.Count, e.Source.Component)
+				}
+			}
+		}
 		if err := c.Client.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{}); err != nil {
 			t.Logf("%s: delete namespace %s: %v", c.Name, ns.Name, err)
 		}
