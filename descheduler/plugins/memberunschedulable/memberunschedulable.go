@@ -155,7 +155,8 @@ func (p *MemberUnschedulable) Deschedule(ctx context.Context, nodes []*corev1.No
 		if err != nil {
 			return &frameworktypes.Status{Err: fmt.Errorf("list pods on %s: %w", node.Name, err)}
 		}
-		podutil.SortPodsBasedOnAge(pods)
+		// The longest stuck first, should the evictor's limits or a PDB stop the cycle.
+		slices.SortStableFunc(pods, func(a, b *corev1.Pod) int { return unschedulableSince(a).Compare(unschedulableSince(b)) })
 		for _, pod := range pods {
 			seen[pod.UID] = true
 			if rec == nil {
