@@ -184,13 +184,13 @@ func TestDeschedule(t *testing.T) {
 		pods:       []*corev1.Pod{stuckPod("p", m1.Name, "1")},
 		wantEvents: []string{ReasonBlocked + ": PodDisruptionBudget web allows no disruption"},
 	}, {
-		name:      "the evictor's total limit: one evicted, the other's avoid entry taken back",
-		nodes:     []*corev1.Node{m1, m2},
-		pods:      []*corev1.Pod{stuckPod("a", m1.Name, "1", owner("rs-a")), stuckPod("b", m1.Name, "1", owner("rs-b"), stuckFor(2*time.Minute))},
-		maxTotal:  ptr.To[uint](1),
-		wantEvict: []string{"b"}, // the oldest goes first
+		name:       "the evictor's total limit: one evicted, the other's avoid entry taken back",
+		nodes:      []*corev1.Node{m1, m2},
+		pods:       []*corev1.Pod{stuckPod("a", m1.Name, "1", owner("rs-a")), stuckPod("b", m1.Name, "1", owner("rs-b"), stuckFor(2*time.Minute))},
+		maxTotal:   ptr.To[uint](1),
+		wantEvict:  []string{"b"}, // the oldest goes first
 		wantEvents: []string{ReasonEvicted + ": evicted, tether-m2 can take it"},
-		wantAvoid: map[string][]string{"rs-b": {"m1"}},
+		wantAvoid:  map[string][]string{"rs-b": {"m1"}},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
