@@ -45,7 +45,7 @@ const (
 var _ frameworktypes.DeschedulePlugin = &MemberUnschedulable{}
 
 // MemberUnschedulable evicts pods that their member cannot place when another member can.
-type MemberUnschedulable struct { //nolint:revive // upstream naming: the plugin type is named like the plugin
+type MemberUnschedulable struct {
 	logger    klog.Logger
 	handle    frameworktypes.Handle
 	args      *MemberUnschedulableArgs
