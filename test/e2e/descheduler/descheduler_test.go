@@ -44,6 +44,9 @@ func TestFragmentsMoveToAnotherMember(t *testing.T) {
 	if err != nil || !slices.Equal(got, []string{"m1"}) {
 		t.Errorf("avoid record for the ReplicaSet: %v (%v), want [m1]", got, err)
 	}
+	if v, err := metric(t, "tether_descheduler_member_unschedulable_total", `decision="evicted"`, `member="m1"`); err != nil || v == "0" {
+		t.Errorf("evicted metric %q (%v)", v, err)
+	}
 }
 
 // Issue 14, test 2: no node anywhere has 4 CPU free: the pod is not evicted, one event says why, and nothing
