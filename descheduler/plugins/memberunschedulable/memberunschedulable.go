@@ -164,7 +164,7 @@ func (p *MemberUnschedulable) Deschedule(ctx context.Context, nodes []*corev1.No
 					return &frameworktypes.Status{Err: err}
 				}
 			}
-			if stop := p.handle1(ctx, pod, member, all, rec); stop {
+			if stop := p.decide(ctx, pod, member, all, rec); stop {
 				return nil
 			}
 		}
@@ -172,8 +172,8 @@ func (p *MemberUnschedulable) Deschedule(ctx context.Context, nodes []*corev1.No
 	return nil
 }
 
-// handle1 decides for one stuck pod; it reports whether the cycle must stop (the evictor's total limit).
-func (p *MemberUnschedulable) handle1(ctx context.Context, pod *corev1.Pod, member string, all []*corev1.Node, rec api.Avoid) bool {
+// decide decides for one stuck pod; it reports whether the cycle must stop (the evictor's total limit).
+func (p *MemberUnschedulable) decide(ctx context.Context, pod *corev1.Pod, member string, all []*corev1.Node, rec api.Avoid) bool {
 	logger := klog.FromContext(ctx).WithValues("pod", klog.KObj(pod), "member", member)
 	now := p.now()
 	stuckFor := now.Sub(unschedulableSince(pod)).Round(time.Second)
