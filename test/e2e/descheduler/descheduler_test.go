@@ -148,7 +148,7 @@ func TestPodOnRealNodeUntouched(t *testing.T) {
 	ns := env.Host.Namespace(t, nil)
 	// Tainted so that the host scheduler puts nothing else there; the test's pod names it directly.
 	real := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "e2e-real-node", Labels: map[string]string{corev1.LabelHostname: "e2e-real-node"}},
-		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "e2e.tether.io/real", Effect: corev1.TaintEffectNoSchedule}}}}
+		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "example.com/e2e-real-node", Effect: corev1.TaintEffectNoSchedule}}}}
 	n, err := env.Host.Client.CoreV1().Nodes().Create(t.Context(), real, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
