@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/component-base/metrics/testutil"
 	"k8s.io/utils/ptr"
+	deschedulerapi "sigs.k8s.io/descheduler/pkg/api"
 	"sigs.k8s.io/descheduler/pkg/descheduler/evictions"
 	"sigs.k8s.io/descheduler/pkg/framework/plugins/defaultevictor"
 	frameworktesting "sigs.k8s.io/descheduler/pkg/framework/testing"
@@ -156,6 +157,23 @@ func TestDeschedule(t *testing.T) {
 		name:  "merely ContainerCreating in the member: untouched",
 		nodes: []*corev1.Node{m1, m2},
 		pods:  []*corev1.Pod{stuckPod("p", m1.Name, "1", containerCreating)},
+	}, {
+		name:  "a namespace left out by the args: untouched",
+		nodes: []*corev1.Node{m1, m2},
+		pods:  []*corev1.Pod{stuckPod("p", m1.Name, "1")},
+		args:  MemberUnschedulableArgs{Namespaces: &deschedulerapi.Namespaces{Exclude: []string{"shop"}}},
+	}, {
+		name:  "not matching the args' label selector: untouched",
+		nodes: []*corev1.Node{m1, m2},
+		pods:  []*corev1.Pod{stuckPod("p", m1.Name, "1")},
+		args:  MemberUnschedulableArgs{LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "other"}}},
+	}, {
+		name:       "avoidFor 0s: evicted without an avoid record",
+		nodes:      []*corev1.Node{m1, m2},
+		pods:       []*corev1.Pod{stuckPod("p", m1.Name, "1")},
+		args:       MemberUnschedulableArgs{AvoidFor: &metav1.Duration{}},
+		wantEvict:  []string{"p"},
+		wantEvents: []string{ReasonEvicted + ": evicted, tether-m2 can take it"},
 	}, {
 		name:  "no controller: untouched",
 		nodes: []*corev1.Node{m1, m2},

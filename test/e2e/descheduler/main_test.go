@@ -23,10 +23,18 @@ import (
 var env *framework.Env
 
 // Policy of the suite: the sandbox's, with a shorter wait and cool-down so that the tests see both ends.
-const (
-	unschedulableFor = 10 * time.Second
+// TETHER_E2E_UNSCHEDULABLE_FOR=30s measures test 1's figure with the sandbox's default instead.
+var (
+	unschedulableFor = durationEnv("TETHER_E2E_UNSCHEDULABLE_FOR", 10*time.Second)
 	avoidFor         = 45 * time.Second
 )
+
+func durationEnv(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
