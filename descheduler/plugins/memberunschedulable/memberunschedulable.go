@@ -247,6 +247,8 @@ func (p *MemberUnschedulable) decide(ctx context.Context, pod *corev1.Pod, membe
 	case errors.As(err, &node), errors.As(err, &ns), errors.As(err, &total):
 		decisions.WithLabelValues(DecisionLimit, member).Inc()
 		logger.V(2).Info("not evicting: evictor limit", "limit", err.Error())
+		p.reportOnce(pod, corev1.EventTypeNormal, ReasonBlocked, "limit",
+			fmt.Sprintf("unschedulable in member %s for %s, %s could take it, but not evicted this interval: %v", member, stuckFor, target, err))
 		return total != nil
 	case strings.Contains(err.Error(), "disruption budget"):
 		decisions.WithLabelValues(DecisionPDB, member).Inc()
@@ -255,6 +257,8 @@ func (p *MemberUnschedulable) decide(ctx context.Context, pod *corev1.Pod, membe
 	default:
 		decisions.WithLabelValues(DecisionError, member).Inc()
 		logger.Error(err, "eviction failed")
+		p.reportOnce(pod, corev1.EventTypeWarning, ReasonBlocked, "error",
+			fmt.Sprintf("unschedulable in member %s for %s, %s could take it, but the eviction failed: %v", member, stuckFor, target, err))
 	}
 	return false
 }

@@ -207,7 +207,7 @@ func TestDeschedule(t *testing.T) {
 		pods:       []*corev1.Pod{stuckPod("a", m1.Name, "1", owner("rs-a")), stuckPod("b", m1.Name, "1", owner("rs-b"), stuckFor(2*time.Minute))},
 		maxTotal:   ptr.To[uint](1),
 		wantEvict:  []string{"b"}, // the oldest goes first
-		wantEvents: []string{ReasonEvicted + ": evicted, tether-m2 can take it"},
+		wantEvents: []string{ReasonEvicted + ": evicted, tether-m2 can take it", ReasonBlocked + ": not evicted this interval: maximum number of evicted pods"},
 		wantAvoid:  map[string][]string{"rs-b": {"m1"}},
 	}}
 	for _, tc := range tests {
