@@ -1,8 +1,11 @@
 package api
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -156,5 +159,43 @@ func TestMemberOfSecret(t *testing.T) {
 	}
 	if len(validation.IsQualifiedName(MemberSelector)) > 0 {
 		t.Errorf("selector %q", MemberSelector)
+	}
+}
+
+func TestAvoidRoundTrip(t *testing.T) {
+	if DefaultAvoidConfigMap != "tether-avoid" || DeschedulerReportingController != "tether.io/tether-descheduler" {
+		t.Errorf("names %q %q", DefaultAvoidConfigMap, DeschedulerReportingController)
+	}
+	now := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
+	a := Avoid{}
+	owner := AvoidOwner{Kind: "ReplicaSet", Namespace: "shop", Name: "web-1"}
+	a.Add("uid-1", owner, "m1", now.Add(5*time.Minute))
+	a.Add("uid-1", owner, "m1", now.Add(time.Minute)) // shorter: the longer one stays
+	a.Add("uid-1", owner, "m2", now.Add(-time.Second))
+	a.Add("uid-2", AvoidOwner{Kind: "Job", Namespace: "batch", Name: "j"}, "m3", now.Add(time.Minute))
+	data := a.Encode()
+	if want := `{"owner":{"kind":"ReplicaSet","namespace":"shop","name":"web-1"},"members":{"m1":"2026-12-02T05:05:00Z","m2":"2026-12-02T04:59:59Z"}}`; data["uid-1"] != want {
+		t.Errorf("encoded\n%s\nwant\n%s", data["uid-1"], want)
+	}
+	data["bad"] = `{"owner":{},"member":{}}`
+	back, err := ParseAvoid(data)
+	if err == nil || !strings.Contains(err.Error(), "key bad") {
+		t.Errorf("a misspelt field: error %v", err)
+	}
+	if diff := cmp.Diff([]string{"m1"}, back.Members("uid-1", now)); diff != "" {
+		t.Errorf("members of uid-1 (-want +got):\n%s", diff)
+	}
+	if got := back.Members("uid-1", now.Add(5*time.Minute)); len(got) != 0 {
+		t.Errorf("expired members still avoided: %v", got)
+	}
+	if got := back.Members("unknown", now); len(got) != 0 {
+		t.Errorf("unknown owner avoids %v", got)
+	}
+	back.Prune(now.Add(2 * time.Minute))
+	if diff := cmp.Diff([]string{"uid-1"}, slices.Sorted(maps.Keys(back))); diff != "" {
+		t.Errorf("after prune (-want +got):\n%s", diff)
+	}
+	if _, ok := back["uid-1"].Members["m2"]; ok {
+		t.Error("expired m2 not pruned")
 	}
 }

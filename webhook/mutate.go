@@ -18,6 +18,9 @@ type Options struct {
 	// TolerationSeconds is how long an offloaded pod tolerates its virtual node being not-ready or unreachable,
 	// so that a short member outage does not evict everything.
 	TolerationSeconds int64
+	// Avoid, when set, names the members a new pod must keep away from (the descheduler's avoid record for its
+	// controller, see AvoidRecord); Mutate adds a tether.io/member NotIn requirement for them.
+	Avoid func(pod *corev1.Pod) []string
 }
 
 // DefaultOptions are the flags' defaults.
@@ -59,6 +62,11 @@ func Mutate(in *corev1.Pod, o Options) (*corev1.Pod, error) {
 			pod.Annotations = map[string]string{}
 		}
 		pod.Annotations[api.AnnotationScheduling] = enc
+	}
+	if o.Avoid != nil {
+		if members := o.Avoid(pod); len(members) > 0 {
+			avoidMembers(&pod.Spec, members)
+		}
 	}
 	for _, t := range api.Tolerations(o.TolerationSeconds) {
 		if !slices.ContainsFunc(pod.Spec.Tolerations, func(have corev1.Toleration) bool {
@@ -250,4 +258,40 @@ func MutateUpdate(old, in *corev1.Pod) *corev1.Pod {
 	}
 	pod.Spec.Tolerations = tolerations
 	return pod
+}
+
+// avoidMembers adds "tether.io/member NotIn members" to every required node selector term (a term of its own when
+// there is none), so that the host scheduler places the pod on another member. Terms that already exclude every
+// one of members are left as they are: a second run changes nothing.
+func avoidMembers(spec *corev1.PodSpec, members []string) {
+	if spec.Affinity == nil {
+		spec.Affinity = &corev1.Affinity{}
+	}
+	if spec.Affinity.NodeAffinity == nil {
+		spec.Affinity.NodeAffinity = &corev1.NodeAffinity{}
+	}
+	na := spec.Affinity.NodeAffinity
+	if na.RequiredDuringSchedulingIgnoredDuringExecution == nil || len(na.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms) == 0 {
+		na.RequiredDuringSchedulingIgnoredDuringExecution = &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{}}}
+	}
+	terms := na.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	for i := range terms {
+		if excludes(terms[i], members) {
+			continue
+		}
+		terms[i].MatchExpressions = append(terms[i].MatchExpressions,
+			corev1.NodeSelectorRequirement{Key: api.LabelMember, Operator: corev1.NodeSelectorOpNotIn, Values: slices.Clone(members)})
+	}
+}
+
+// excludes reports whether term has a tether.io/member NotIn requirement for every one of members.
+func excludes(term corev1.NodeSelectorTerm, members []string) bool {
+	for _, m := range members {
+		if !slices.ContainsFunc(term.MatchExpressions, func(r corev1.NodeSelectorRequirement) bool {
+			return r.Key == api.LabelMember && r.Operator == corev1.NodeSelectorOpNotIn && slices.Contains(r.Values, m)
+		}) {
+			return false
+		}
+	}
+	return true
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -146,4 +148,52 @@ func (s *State) EnsureStorageClass(ctx context.Context) error {
 		return fmt.Errorf("storage class %s: %w", api.DefaultStorageClass, err)
 	}
 	return nil
+}
+
+// TetherDescheduler is the name of tether-descheduler's process in the state.
+const TetherDescheduler = "tether-descheduler"
+
+// DeschedulerPolicyFile is the file in the state folder with the policy tether-descheduler runs.
+const DeschedulerPolicyFile = "descheduler-policy.yaml"
+
+// DeschedulerPolicy is the policy the sandbox and the e2e suites give tether-descheduler: the MemberUnschedulable
+// plugin with the DefaultEvictor, with its defaults (unschedulableFor 30s, avoidFor 5m) unless args say otherwise
+// (YAML lines of the plugin's args, indented by the caller's need: "unschedulableFor: 10s").
+func DeschedulerPolicy(args ...string) string {
+	pluginArgs := "{}"
+	if len(args) > 0 {
+		pluginArgs = "\n"
+		for _, a := range args {
+			pluginArgs += "      " + a + "\n"
+		}
+	}
+	return `apiVersion: descheduler/v1alpha2
+kind: DeschedulerPolicy
+profiles:
+- name: tether
+  pluginConfig:
+  - name: DefaultEvictor
+    args: {}
+  - name: MemberUnschedulable
+    args: ` + pluginArgs + `
+  plugins:
+    deschedule:
+      enabled: [MemberUnschedulable]
+`
+}
+
+// DeschedulerArgs are the arguments the sandbox and the e2e suites give tether-descheduler: the host, the policy file
+// policy, a descheduling interval of 5 s, and its metrics on 127.0.0.1:metricsPort (https), then extra.
+func (s *State) DeschedulerArgs(bin, policy string, metricsPort int, extra ...string) []string {
+	return append([]string{bin, "--kubeconfig", s.Host().Kubeconfig, "--policy-config-file", policy,
+		"--descheduling-interval", "5s", "--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(metricsPort), "--v", "1"}, extra...)
+}
+
+// WriteDeschedulerPolicy writes policy into the state folder and returns its path.
+func (s *State) WriteDeschedulerPolicy(name, policy string) (string, error) {
+	p := filepath.Join(s.Dir, name)
+	if err := os.WriteFile(p, []byte(policy), 0o644); err != nil {
+		return "", fmt.Errorf("descheduler policy: %w", err)
+	}
+	return p, nil
 }

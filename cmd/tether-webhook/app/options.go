@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/tetherkube/tether/api"
 )
@@ -37,6 +38,7 @@ type Options struct {
 	KeepLabelKeys              []string
 	NodePrefix                 string
 	TolerationSeconds          int64
+	AvoidConfigMap             string
 	LogLevel                   string
 }
 
@@ -55,6 +57,7 @@ func NewOptions() *Options {
 		TimeoutSeconds:    5,
 		NodePrefix:        api.DefaultNodePrefix,
 		TolerationSeconds: 300,
+		AvoidConfigMap:    api.DefaultAvoidConfigMap,
 		LogLevel:          "info",
 	}
 }
@@ -82,6 +85,7 @@ func (o *Options) AddFlags(cmd *cobra.Command) {
 	fs.StringSliceVar(&o.KeepLabelKeys, api.FlagKeepLabelKeys, o.KeepLabelKeys, "label keys that describe virtual nodes, in addition to tether.io/member, type and kubernetes.io/hostname (same flag as tether-node)")
 	fs.StringVar(&o.NodePrefix, api.FlagNodePrefix, o.NodePrefix, "virtual nodes are named <prefix><member>")
 	fs.Int64Var(&o.TolerationSeconds, "toleration-seconds", o.TolerationSeconds, "how long offloaded pods tolerate their virtual node being not-ready or unreachable")
+	fs.StringVar(&o.AvoidConfigMap, "avoid-configmap", o.AvoidConfigMap, "ConfigMap in --namespace of tether-descheduler's avoid record: new pods of a controller listed there get a tether.io/member NotIn requirement for the members they avoid (empty: off)")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
 }
 
@@ -122,6 +126,11 @@ func (o *Options) Validate() (*metav1.LabelSelector, []net.IP, error) {
 	if o.URL != "" {
 		if u, err := url.Parse(o.URL); err != nil || u.Scheme != "https" || u.Host == "" {
 			errs = append(errs, fmt.Errorf("--url %q: want https://host[:port]/path", o.URL))
+		}
+	}
+	if o.AvoidConfigMap != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(o.AvoidConfigMap) {
+			errs = append(errs, fmt.Errorf("--avoid-configmap %q: %s", o.AvoidConfigMap, msg))
 		}
 	}
 	if _, err := logrus.ParseLevel(o.LogLevel); err != nil {

@@ -55,15 +55,12 @@ func Run(ctx context.Context, o *Options, selector *metav1.LabelSelector, ips []
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hostLevel := api.NewHostLevel(o.NodePrefix, o.KeepLabelKeys)
-	handler, err := webhook.NewHandler(webhook.Options{HostLevel: hostLevel, TolerationSeconds: o.TolerationSeconds}, skip, reg)
-	if err != nil {
-		return err
-	}
+	mutateOpts := webhook.Options{HostLevel: hostLevel, TolerationSeconds: o.TolerationSeconds}
 
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	var certs *webhook.Certs
 	var client kubernetes.Interface
-	if o.TLSCertFile == "" || o.ManageWebhookConfiguration {
+	if o.TLSCertFile == "" || o.ManageWebhookConfiguration || o.AvoidConfigMap != "" {
 		cfg, err := cli.HostConfig(o.Kubeconfig)
 		if err != nil {
 			return err
@@ -72,6 +69,16 @@ func Run(ctx context.Context, o *Options, selector *metav1.LabelSelector, ips []
 		if client, err = kubernetes.NewForConfig(cfg); err != nil {
 			return err
 		}
+	}
+	if o.AvoidConfigMap != "" {
+		// The descheduler's avoid record, from informers; until they have synced, pods avoid nothing.
+		avoid := webhook.NewAvoidRecord(client, o.Namespace, o.AvoidConfigMap)
+		avoid.Start(ctx)
+		mutateOpts.Avoid = avoid.Members
+	}
+	handler, err := webhook.NewHandler(mutateOpts, skip, reg)
+	if err != nil {
+		return err
 	}
 	var caBundle func() []byte
 	if o.TLSCertFile != "" {

@@ -41,6 +41,8 @@ const (
 	sandboxKubeletPort       = 10250
 	sandboxWebhookPort       = 9443
 	sandboxWebhookHealthPort = 9444
+	// tether-descheduler's metrics and health (https).
+	sandboxDeschedulerPort = 9445
 )
 
 // demoNamespace is the sandbox's namespace whose pods are offloaded (label tether.io/offload=enabled).
@@ -165,19 +167,25 @@ func newSandboxUpCommand() *cobra.Command {
 	cmd.Flags().StringVar(&node.Memory, "node-memory", sandbox.DefaultNodeMemory, "memory of each member node")
 	cmd.Flags().IntVar(&node.Pods, "node-pods", sandbox.DefaultNodePods, "pod capacity of each member node")
 	cmd.Flags().StringArrayVar(&memberLabels, "member-labels", nil, "extra node labels, MEMBER=k=v[,k=v] for all nodes of a member or MEMBER/INDEX=k=v for one (repeatable)")
-	cmd.Flags().StringVar(&binDir, "bin-dir", "", "folder of the tether-node and tether-webhook binaries to run (default: beside tetherctl)")
+	cmd.Flags().StringVar(&binDir, "bin-dir", "", "folder of the tether-node, tether-webhook and tether-descheduler binaries to run (default: beside tetherctl)")
 	cmd.Flags().BoolVar(&disableQPSLimits, "disable-qps-limits", false, "lift client rate limits and API priority and fairness in every control plane (benchmarks)")
 	return cmd
 }
 
-// ensureTether starts tether-node and tether-webhook unless they run, and waits until both work.
+// ensureTether starts tether-node, tether-webhook and tether-descheduler unless they run, and waits until the first
+// two work.
 func ensureTether(ctx context.Context, out io.Writer, st *sandbox.State, binDir string) error {
+	policy, err := st.WriteDeschedulerPolicy(sandbox.DeschedulerPolicyFile, sandbox.DeschedulerPolicy())
+	if err != nil {
+		return err
+	}
 	procs := []struct {
 		name string
 		args []string
 	}{
 		{sandbox.TetherNode, st.TetherNodeArgs(filepath.Join(binDir, sandbox.TetherNode), sandboxKubeletPort)},
 		{sandbox.TetherWebhook, st.WebhookArgs(filepath.Join(binDir, sandbox.TetherWebhook), sandboxWebhookPort, sandboxWebhookHealthPort)},
+		{sandbox.TetherDescheduler, st.DeschedulerArgs(filepath.Join(binDir, sandbox.TetherDescheduler), policy, sandboxDeschedulerPort)},
 	}
 	for _, p := range procs {
 		if _, err := os.Stat(p.args[0]); err != nil {
