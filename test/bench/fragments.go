@@ -264,4 +264,3 @@ func printFragments(w io.Writer, r *fragmentsResult) {
 	row("without tether-descheduler", r.Without)
 	row(fmt.Sprintf("with (unschedulableFor %s)", r.UnschedulableFor), r.With)
 }
-
