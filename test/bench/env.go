@@ -64,8 +64,18 @@ func buildTetherNode(ctx context.Context, repo, dir string) (string, error) {
 
 // upEnv starts clusters in dir (audited when auditPolicy is a file) and tether-node beside them.
 func upEnv(ctx context.Context, o *options, tools *sandbox.Tools, tetherBin, dir, prefix, auditPolicy string, log io.Writer) (*env, error) {
-	cfg := sandbox.Config{Dir: dir, Prefix: prefix, Members: memberConfigs(o), DisableQPSLimits: true, NoMetricsServer: true,
-		AuditPolicy: auditPolicy, Tools: tools, Log: log}
+	return upClusters(ctx, o, sandbox.Config{Dir: dir, Prefix: prefix, Members: memberConfigs(o), DisableQPSLimits: true, NoMetricsServer: true,
+		AuditPolicy: auditPolicy, Tools: tools, Log: log}, tetherBin, log)
+}
+
+// upEnvWith starts clusters with the given members in dir, and tether-node beside them.
+func upEnvWith(ctx context.Context, o *options, tools *sandbox.Tools, tetherBin, dir, prefix string, members []sandbox.MemberConfig, log io.Writer) (*env, error) {
+	return upClusters(ctx, o, sandbox.Config{Dir: dir, Prefix: prefix, Members: members, DisableQPSLimits: true, NoMetricsServer: true,
+		Tools: tools, Log: log}, tetherBin, log)
+}
+
+func upClusters(ctx context.Context, o *options, cfg sandbox.Config, tetherBin string, log io.Writer) (*env, error) {
+	dir := cfg.Dir
 	start := time.Now()
 	st, err := sandbox.Up(ctx, cfg)
 	if errors.Is(err, sandbox.ErrAlreadyUp) {

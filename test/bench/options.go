@@ -24,6 +24,9 @@ measures:
       time until every host pod status is current, and tether-node's member writes meanwhile (should be 0)
   w4  -configmaps ConfigMaps used by pods on one virtual node, all changed on the host at once: time until each
       member copy carries the change, and tether-node's requests for it
+  w5  fragments: members whose free CPU is split into small nodes, and single-pod workloads of which some fit only
+      one member's nodes and some none; workloads Running at 60 s and 120 s against what the member nodes can hold,
+      and pods evicted, without and then with tether-descheduler (the sandbox's policy), on clusters of its own
 Results: a table on stdout and <out>/bench-<time>.json. Wrap in flock when the machine is shared.
 
 Flags:
@@ -78,7 +81,7 @@ func (t tetherLimits) args() []string {
 func defaultOptions() *options {
 	d := app.NewOptions() // tether-node's own defaults
 	return &options{
-		Workloads:   []string{"w1", "w2", "w3", "w4"},
+		Workloads:   []string{"w1", "w2", "w3", "w4", "w5"},
 		ConfigMaps:  1000,
 		N:           1000,
 		Pairs:       2,
@@ -103,7 +106,7 @@ func defaultOptions() *options {
 func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.ConfigMaps, "configmaps", o.ConfigMaps, "W4: ConfigMaps changed at once")
 	fs.BoolVar(&o.W1Service, "w1-service", o.W1Service, "W1: a Service selects every burst pod (Tether mirrors its endpoints into the members; vanilla's member keeps its own)")
-	fs.Func("workloads", "comma-separated workloads to run: w1, w2, w3, w4 (default w1,w2,w3,w4)", func(s string) error {
+	fs.Func("workloads", "comma-separated workloads to run: w1, w2, w3, w4, w5 (default all)", func(s string) error {
 		o.Workloads = splitList(s)
 		return nil
 	})
@@ -161,8 +164,8 @@ func (o *options) validate() error {
 		errs = append(errs, errors.New("-workloads: name at least one"))
 	}
 	for _, w := range o.Workloads {
-		if !slices.Contains([]string{"w1", "w2", "w3", "w4"}, w) {
-			errs = append(errs, fmt.Errorf("-workloads: unknown %q (want w1, w2, w3, w4)", w))
+		if !slices.Contains([]string{"w1", "w2", "w3", "w4", "w5"}, w) {
+			errs = append(errs, fmt.Errorf("-workloads: unknown %q (want w1, w2, w3, w4, w5)", w))
 		}
 	}
 	for _, p := range []struct {

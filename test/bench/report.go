@@ -25,6 +25,7 @@ type result struct {
 	W2       *scaleResult      `json:"w2,omitempty"`
 	W3       *restartResult    `json:"w3,omitempty"`
 	W4       *copiesResult     `json:"w4,omitempty"`
+	W5       *fragmentsResult  `json:"w5,omitempty"`
 	Targets  []target          `json:"targets"`
 	Errors   []string          `json:"errors,omitempty"`
 }
@@ -222,6 +223,9 @@ func printResults(w io.Writer, r *result) {
 	}
 	if r.W4 != nil {
 		printCopies(w, r.W4)
+	}
+	if r.W5 != nil {
+		printFragments(w, r.W5)
 	}
 	fmt.Fprintln(w, "Targets")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

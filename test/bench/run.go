@@ -69,8 +69,19 @@ func run(ctx context.Context, o *options, stdout, log io.Writer) error {
 		fmt.Fprintf(log, "%s: %v\n", what, err)
 		res.Errors = append(res.Errors, fmt.Sprintf("%s: %v", what, err))
 	}
-	if err := timedPass(ctx, o, tools, bin, filepath.Join(work, "timed"), res, log, fail); err != nil {
-		return err
+	if o.has("w1") || o.has("w2") || o.has("w3") || o.has("w4") {
+		if err := timedPass(ctx, o, tools, bin, filepath.Join(work, "timed"), res, log, fail); err != nil {
+			return err
+		}
+	}
+	if o.has("w5") && ctx.Err() == nil {
+		bins, err := buildBinaries(ctx, repo, filepath.Join(work, "bin"), sandbox.TetherNode, sandbox.TetherWebhook, sandbox.TetherDescheduler)
+		if err == nil {
+			res.W5, err = runFragments(ctx, o, tools, bins, filepath.Join(work, "fragments"), log)
+		}
+		if err != nil {
+			fail("w5", err)
+		}
 	}
 	if o.has("w1") && o.Accounting && res.W1 != nil && ctx.Err() == nil {
 		acc, err := accountingPass(ctx, o, tools, bin, filepath.Join(work, "audited"), log)
