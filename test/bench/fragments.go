@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -62,6 +64,8 @@ type fragmentsRun struct {
 	// Evicted counts the pods that replaced an evicted one; EvictedTwice the workloads evicted more than once.
 	Evicted      int `json:"evicted"`
 	EvictedTwice int `json:"evictedTwice"`
+	// Placement counts the workloads' pods at 120 s by size, virtual node and phase ("large tether-m2 Running": 2).
+	Placement map[string]int `json:"placement"`
 }
 
 // runFragments brings up W5's clusters with tether-node, tether-webhook (the avoid record turns into node affinity
@@ -183,10 +187,20 @@ func fragmentPass(ctx context.Context, e *env, ns string) (*fragmentsRun, error)
 			return 0, err
 		}
 		apps := map[string]bool{}
+		run.Placement = map[string]int{}
 		for _, p := range pods.Items {
-			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			if p.Status.Phase == corev1.PodRunning {
 				apps[p.Labels["app"]] = true
 			}
+			size, _, _ := strings.Cut(p.Labels["app"], "-")
+			node := p.Spec.NodeName
+			if node == "" {
+				node = "unbound"
+			}
+			run.Placement[size+" "+node+" "+string(p.Status.Phase)]++
 		}
 		return len(apps), nil
 	}
@@ -260,6 +274,11 @@ func printFragments(w io.Writer, r *fragmentsResult) {
 		}
 		share := func(n int) string { return fmt.Sprintf("%d (%.0f%%)", n, 100*float64(n)/float64(max(r.Fit, 1))) }
 		fmt.Fprintf(w, "%-26s Running at 60 s %-9s at 120 s %-9s evicted %d, more than once %d\n", name, share(p.Running60), share(p.Running120), p.Evicted, p.EvictedTwice)
+		var where []string
+		for _, k := range slices.Sorted(maps.Keys(p.Placement)) {
+			where = append(where, fmt.Sprintf("%s ×%d", k, p.Placement[k]))
+		}
+		fmt.Fprintf(w, "%-26s at 120 s: %s\n", "", strings.Join(where, ", "))
 	}
 	row("without tether-descheduler", r.Without)
 	row(fmt.Sprintf("with (unschedulableFor %s)", r.UnschedulableFor), r.With)
