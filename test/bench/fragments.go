@@ -83,7 +83,7 @@ func runFragments(ctx context.Context, o *options, tools *sandbox.Tools, bins ma
 	if _, err := e.st.StartProcess(sandbox.TetherWebhook, e.st.WebhookArgs(bins[sandbox.TetherWebhook], ports, ports+1)...); err != nil {
 		return nil, err
 	}
-	res := &fragmentsResult{UnschedulableFor: 30 * time.Second}
+	res := &fragmentsResult{UnschedulableFor: 10 * time.Second} // the sandbox policy's
 	for _, m := range fragmentMix {
 		res.Pods += m.n
 	}
@@ -93,7 +93,7 @@ func runFragments(ctx context.Context, o *options, tools *sandbox.Tools, bins ma
 	if res.Without, err = fragmentPass(ctx, e, "bench-w5-without"); err != nil {
 		return res, err
 	}
-	policy, err := e.st.WriteDeschedulerPolicy("bench-"+sandbox.DeschedulerPolicyFile, sandbox.DeschedulerPolicy())
+	policy, err := e.st.WriteDeschedulerPolicy("bench-"+sandbox.DeschedulerPolicyFile, sandbox.SandboxDeschedulerPolicy())
 	if err != nil {
 		return res, err
 	}

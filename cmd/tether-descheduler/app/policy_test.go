@@ -21,11 +21,12 @@ func TestSandboxPolicyDecodes(t *testing.T) {
 	RegisterPlugins(registry)
 	pluginregistry.PluginRegistry = registry // the policy's conversion reads the global registry
 	for _, tt := range []struct {
-		policy    string
-		wantAvoid time.Duration
+		policy          string
+		wantAvoid, wait time.Duration
 	}{
-		{sandbox.DeschedulerPolicy(), memberunschedulable.DefaultAvoidFor},
-		{sandbox.DeschedulerPolicy("avoidFor: 40s", "unschedulableFor: 10s"), 40 * time.Second},
+		{sandbox.DeschedulerPolicy(), memberunschedulable.DefaultAvoidFor, 30 * time.Second},
+		{sandbox.SandboxDeschedulerPolicy(), memberunschedulable.DefaultAvoidFor, 10 * time.Second},
+		{sandbox.DeschedulerPolicy("avoidFor: 40s", "unschedulableFor: 10s"), 40 * time.Second, 10 * time.Second},
 	} {
 		path := filepath.Join(t.TempDir(), "policy.yaml")
 		if err := os.WriteFile(path, []byte(tt.policy), 0o644); err != nil {
@@ -41,8 +42,8 @@ func TestSandboxPolicyDecodes(t *testing.T) {
 				args, _ = c.Args.(*memberunschedulable.MemberUnschedulableArgs)
 			}
 		}
-		if args == nil || args.AvoidFor == nil || args.AvoidFor.Duration != tt.wantAvoid || args.UnschedulableFor == nil {
-			t.Errorf("args %+v, want avoidFor %s", args, tt.wantAvoid)
+		if args == nil || args.AvoidFor == nil || args.AvoidFor.Duration != tt.wantAvoid || args.UnschedulableFor == nil || args.UnschedulableFor.Duration != tt.wait {
+			t.Errorf("args %+v, want avoidFor %s, unschedulableFor %s", args, tt.wantAvoid, tt.wait)
 		}
 	}
 	path := filepath.Join(t.TempDir(), "policy.yaml")
