@@ -18,6 +18,8 @@ import (
 // What the virtual-kubelet pod controller is given instead of the host's pod client and pod lister, to undo three
 // of its habits (v1.13, node/pod.go):
 //   - it force-deletes a host pod when its grace period ends, whether or not the member pod is gone;
+//   - it deletes a host pod by name when the last pod pushed under that name carries a deletion timestamp, which
+//     after a same-name recreation can be the predecessor's;
 //   - it writes a whole pod with UpdateStatus, metadata included, from a snapshot taken when the status was
 //     pushed (or, after a provider error, from the informer's object with no resourceVersion), which can revert
 //     a label, an annotation or a finalizer written meanwhile;
@@ -28,7 +30,8 @@ import (
 const providerFailed = "ProviderFailed"
 
 // HostPodClient wraps the host's pod client for the pod controller: a force delete of a host pod whose member
-// copy still exists is refused (tether-node finishes the deletion once the copy is gone), and a status update
+// copy still exists is refused (tether-node finishes the deletion once the copy is gone), so is a delete of a host
+// pod that is not being deleted (tether-node does that itself, UID-checked), and a status update
 // writes the status alone onto the host pod as the cache holds it, so that metadata never goes back.
 func (m *Member) HostPodClient(real corev1client.PodsGetter) corev1client.PodsGetter {
 	return hostPodsGetter{real: real, m: m}
@@ -56,9 +59,21 @@ func errMemberPodRemains(name string) error {
 		errors.New("its member pod still exists; tether-node deletes the host pod once the member pod is gone"))
 }
 
+// errNotDeleting is what the pod controller gets when it deletes a host pod that is not being deleted: it does so
+// when the last pod pushed to it under that name says the member deleted it ("deleted by provider", node/pod.go),
+// and after a same-name recreation that pushed pod can be the predecessor's. tether-node deletes such host pods
+// itself (hostPodLost), with the UID of the one it means.
+func errNotDeleting(name string) error {
+	return apierrors.NewConflict(corev1.Resource("pods"), name,
+		errors.New("the host pod is not being deleted; tether-node deletes a host pod whose member pod went, itself"))
+}
+
 func (c hostPodClient) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
-	if opts.GracePeriodSeconds != nil && *opts.GracePeriodSeconds == 0 {
-		if host, err := c.m.cfg.HostPods.Pods(c.namespace).Get(name); err == nil && c.m.HasCopyOf(host) {
+	if host, err := c.m.cfg.HostPods.Pods(c.namespace).Get(name); err == nil {
+		if host.DeletionTimestamp == nil {
+			return errNotDeleting(name)
+		}
+		if opts.GracePeriodSeconds != nil && *opts.GracePeriodSeconds == 0 && c.m.HasCopyOf(host) {
 			return errMemberPodRemains(name)
 		}
 	}

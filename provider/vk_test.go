@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"time"
+
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,9 +79,17 @@ func TestHostPodClientForceDeleteWaitsForTheMember(t *testing.T) {
 	if _, err := hostClient.CoreV1().Pods("shop").Get(t.Context(), "web", metav1.GetOptions{}); err != nil {
 		t.Errorf("host pod: %v", err)
 	}
-	// A graceful delete goes through.
-	if err := pods.Delete(t.Context(), "web", metav1.DeleteOptions{}); err != nil {
-		t.Errorf("graceful delete: %v", err)
+	// Nor may it delete a host pod that nobody deletes (its "deleted by provider" path: tether-node does that).
+	if err := pods.Delete(t.Context(), "web", metav1.DeleteOptions{}); !apierrors.IsConflict(err) {
+		t.Errorf("delete of a host pod that is not being deleted: err = %v, want Conflict", err)
+	}
+	// A deleting host pod whose member pod is gone goes.
+	deleting := hostPod("2")
+	deleting.Name, deleting.DeletionTimestamp = "gone", &metav1.Time{Time: time.Now()}
+	m2, _, _ := newTestMember(t, []*corev1.Pod{deleting})
+	client2 := m2.cfg.HostClient.(*fake.Clientset)
+	if err := m2.HostPodClient(client2.CoreV1()).Pods("shop").Delete(t.Context(), "gone", force); err != nil {
+		t.Errorf("force delete of a deleting pod without member pod: %v", err)
 	}
 }
 
