@@ -182,9 +182,9 @@ profiles:
 `
 }
 
-// SandboxDeschedulerPolicy is the policy of `make sandbox` (and of the bench's W5): pods stuck in their member
+// DemoDeschedulerPolicy is the policy of `make sandbox` (and of the bench's W5): pods stuck in their member
 // for 10 s move, so that a demo sees it happen within half a minute (the plugin's own default is 30 s).
-func SandboxDeschedulerPolicy() string { return DeschedulerPolicy("unschedulableFor: 10s") }
+func DemoDeschedulerPolicy() string { return DeschedulerPolicy("unschedulableFor: 10s") }
 
 // DeschedulerArgs are the arguments the sandbox and the e2e suites give tether-descheduler: the host, the policy file
 // policy, a descheduling interval of 5 s, and its metrics on 127.0.0.1:metricsPort (https), then extra.

@@ -93,7 +93,7 @@ func runFragments(ctx context.Context, o *options, tools *sandbox.Tools, bins ma
 	if res.Without, err = fragmentPass(ctx, e, "bench-w5-without"); err != nil {
 		return res, err
 	}
-	policy, err := e.st.WriteDeschedulerPolicy("bench-"+sandbox.DeschedulerPolicyFile, sandbox.SandboxDeschedulerPolicy())
+	policy, err := e.st.WriteDeschedulerPolicy("bench-"+sandbox.DeschedulerPolicyFile, sandbox.DemoDeschedulerPolicy())
 	if err != nil {
 		return res, err
 	}

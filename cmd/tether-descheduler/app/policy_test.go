@@ -25,7 +25,7 @@ func TestSandboxPolicyDecodes(t *testing.T) {
 		wantAvoid, wait time.Duration
 	}{
 		{sandbox.DeschedulerPolicy(), memberunschedulable.DefaultAvoidFor, 30 * time.Second},
-		{sandbox.SandboxDeschedulerPolicy(), memberunschedulable.DefaultAvoidFor, 10 * time.Second},
+		{sandbox.DemoDeschedulerPolicy(), memberunschedulable.DefaultAvoidFor, 10 * time.Second},
 		{sandbox.DeschedulerPolicy("avoidFor: 40s", "unschedulableFor: 10s"), 40 * time.Second, 10 * time.Second},
 	} {
 		path := filepath.Join(t.TempDir(), "policy.yaml")

@@ -175,7 +175,7 @@ func newSandboxUpCommand() *cobra.Command {
 // ensureTether starts tether-node, tether-webhook and tether-descheduler unless they run, and waits until the first
 // two work.
 func ensureTether(ctx context.Context, out io.Writer, st *sandbox.State, binDir string) error {
-	policy, err := st.WriteDeschedulerPolicy(sandbox.DeschedulerPolicyFile, sandbox.SandboxDeschedulerPolicy())
+	policy, err := st.WriteDeschedulerPolicy(sandbox.DeschedulerPolicyFile, sandbox.DemoDeschedulerPolicy())
 	if err != nil {
 		return err
 	}
