@@ -76,16 +76,28 @@ func TestVirtualNodes(t *testing.T) {
 		} else if f.UsableNodes != usable || usable == 0 {
 			t.Errorf("%s: fragments count %d usable nodes, want %d", n.Name, f.UsableNodes, usable)
 		}
-		// The node summary counts the member's schedulable nodes (the harness's are untainted: all usable).
+		// The node summary counts the member's schedulable nodes, tainted ones included (with their taints).
+		schedulable, tainted := 0, 0
+		for _, mn := range memberNodes.Items {
+			if forge.SchedulableNode(&mn) {
+				schedulable++
+				if len(mn.Spec.Taints) > 0 {
+					tainted++
+				}
+			}
+		}
 		if s, err := api.ParseNodeSummary(n.Annotations[api.AnnotationNodeSummary]); err != nil {
 			t.Errorf("%s: node summary: %v", n.Name, err)
 		} else {
-			nodes := 0
+			nodes, withTaints := 0, 0
 			for _, c := range s.Classes {
 				nodes += c.Nodes
+				if len(c.Taints) > 0 {
+					withTaints += c.Nodes
+				}
 			}
-			if nodes != usable {
-				t.Errorf("%s: node summary counts %d nodes, want %d: %s", n.Name, nodes, usable, n.Annotations[api.AnnotationNodeSummary])
+			if nodes != schedulable || withTaints != tainted {
+				t.Errorf("%s: node summary counts %d nodes, %d tainted; want %d, %d: %s", n.Name, nodes, withTaints, schedulable, tainted, n.Annotations[api.AnnotationNodeSummary])
 			}
 		}
 	}
