@@ -14,6 +14,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/tetherkube/tether/api"
@@ -158,11 +159,18 @@ func TestPodOnRealNodeUntouched(t *testing.T) {
 		defer cancel()
 		_ = env.Host.Client.CoreV1().Nodes().Delete(ctx, real.Name, metav1.DeleteOptions{})
 	})
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "E2E",
-		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-	n.Status.Allocatable = corev1.ResourceList{corev1.ResourcePods: *resourcePods(10)}
-	n.Status.Capacity = n.Status.Allocatable
-	if _, err := env.Host.Client.CoreV1().Nodes().UpdateStatus(t.Context(), n, metav1.UpdateOptions{}); err != nil {
+	// The host's controllers write the new node too (its not-ready taint): retried on conflict.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if n, err = env.Host.Client.CoreV1().Nodes().Get(t.Context(), real.Name, metav1.GetOptions{}); err != nil {
+			return err
+		}
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "E2E",
+			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		n.Status.Allocatable = corev1.ResourceList{corev1.ResourcePods: *resourcePods(10)}
+		n.Status.Capacity = n.Status.Allocatable
+		_, err := env.Host.Client.CoreV1().Nodes().UpdateStatus(t.Context(), n, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	deployment(t, ns, "real", "100m", func(s *corev1.PodSpec) { s.NodeName = real.Name })
@@ -183,10 +191,17 @@ func TestPodOnRealNodeUntouched(t *testing.T) {
 		return nil
 	})
 	// What tether-node would bring from a member: unschedulable for long.
-	pod.Status.Phase = corev1.PodPending
-	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
-		LastTransitionTime: metav1.NewTime(time.Now().Add(-time.Hour))}}
-	if _, err := env.Host.Client.CoreV1().Pods(ns).UpdateStatus(t.Context(), pod, metav1.UpdateOptions{}); err != nil {
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := env.Host.Client.CoreV1().Pods(ns).Get(t.Context(), pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Status.Phase = corev1.PodPending
+		cur.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
+			LastTransitionTime: metav1.NewTime(time.Now().Add(-time.Hour))}}
+		_, err = env.Host.Client.CoreV1().Pods(ns).UpdateStatus(t.Context(), cur, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	holds(t, ns, "real", pod.UID, 3)
