@@ -19,7 +19,7 @@ type Options struct {
 	// so that a short member outage does not evict everything.
 	TolerationSeconds int64
 	// Avoid, when set, names the members a new pod must keep away from (the descheduler's avoid record for its
-	// controller, see AvoidRecord); Mutate adds a tether.io/member NotIn requirement for them.
+	// controller, see AvoidRecord); Mutate adds an api.LabelMember NotIn requirement for them.
 	Avoid func(pod *corev1.Pod) []string
 }
 
@@ -260,7 +260,7 @@ func MutateUpdate(old, in *corev1.Pod) *corev1.Pod {
 	return pod
 }
 
-// avoidMembers adds "tether.io/member NotIn members" to every required node selector term (a term of its own when
+// avoidMembers adds "<api.LabelMember> NotIn members" to every required node selector term (a term of its own when
 // there is none), so that the host scheduler places the pod on another member. Terms that already exclude every
 // one of members are left as they are: a second run changes nothing.
 func avoidMembers(spec *corev1.PodSpec, members []string) {
@@ -284,7 +284,7 @@ func avoidMembers(spec *corev1.PodSpec, members []string) {
 	}
 }
 
-// excludes reports whether term has a tether.io/member NotIn requirement for every one of members.
+// excludes reports whether term has an api.LabelMember NotIn requirement for every one of members.
 func excludes(term corev1.NodeSelectorTerm, members []string) bool {
 	for _, m := range members {
 		if !slices.ContainsFunc(term.MatchExpressions, func(r corev1.NodeSelectorRequirement) bool {
