@@ -26,6 +26,7 @@ func NewCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newSandboxCommand())
+	root.AddCommand(newJoinCommand(), newLeaveCommand(), newStatusCommand())
 	return root
 }
 
