@@ -199,3 +199,28 @@ func TestAvoidRoundTrip(t *testing.T) {
 		t.Error("expired m2 not pruned")
 	}
 }
+
+func TestMemberOfNode(t *testing.T) {
+	node := func(name string, labels map[string]string) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	}
+	for _, tc := range []struct {
+		name   string
+		node   *corev1.Node
+		member string
+		ok     bool
+	}{
+		{"virtual node", node("tether-m1", NodeLabels("m1", "tether-m1")), "m1", true},
+		{"real node", node("worker-1", map[string]string{corev1.LabelHostname: "worker-1"}), "", false},
+		{"other virtual-kubelet provider", node("vk-1", map[string]string{NodeTypeKey: NodeType}), "", false},
+		{"name does not match the member", node("tether-m2", NodeLabels("m1", "tether-m2")), "", false},
+		{"nil", nil, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			member, ok := MemberOfNode(tc.node, DefaultNodePrefix)
+			if member != tc.member || ok != tc.ok {
+				t.Errorf("MemberOfNode = %q, %v; want %q, %v", member, ok, tc.member, tc.ok)
+			}
+		})
+	}
+}
