@@ -21,6 +21,9 @@ type Options struct {
 	// Avoid, when set, names the members a new pod must keep away from (the descheduler's avoid record for its
 	// controller, see AvoidRecord); Mutate adds an api.LabelMember NotIn requirement for them.
 	Avoid func(pod *corev1.Pod) []string
+	// SchedulerName, when set, is given to offloaded pods that would go to the default scheduler
+	// (tether-scheduler's profile: api.SchedulerName); a pod that names another scheduler keeps it.
+	SchedulerName string
 }
 
 // DefaultOptions are the flags' defaults.
@@ -67,6 +70,9 @@ func Mutate(in *corev1.Pod, o Options) (*corev1.Pod, error) {
 		if members := o.Avoid(pod); len(members) > 0 {
 			avoidMembers(&pod.Spec, members)
 		}
+	}
+	if o.SchedulerName != "" && (pod.Spec.SchedulerName == "" || pod.Spec.SchedulerName == corev1.DefaultSchedulerName) {
+		pod.Spec.SchedulerName = o.SchedulerName
 	}
 	for _, t := range api.Tolerations(o.TolerationSeconds) {
 		if !slices.ContainsFunc(pod.Spec.Tolerations, func(have corev1.Toleration) bool {

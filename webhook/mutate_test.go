@@ -279,3 +279,37 @@ func TestMutateUpdateKeepsAdmittedFields(t *testing.T) {
 		t.Error("a pod that never passed the webhook must be left alone")
 	}
 }
+
+func TestMutateSchedulerName(t *testing.T) {
+	opts := DefaultOptions()
+	opts.SchedulerName = api.SchedulerName
+	for _, tc := range []struct{ name, have, want string }{
+		{"unset goes to tether-scheduler", "", api.SchedulerName},
+		{"the default scheduler is replaced", corev1.DefaultSchedulerName, api.SchedulerName},
+		{"another scheduler is kept", "gang-scheduler", "gang-scheduler"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := makePod()
+			pod.Spec.SchedulerName = tc.have
+			got, err := Mutate(pod, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Spec.SchedulerName != tc.want {
+				t.Errorf("schedulerName %q, want %q", got.Spec.SchedulerName, tc.want)
+			}
+			again, err := Mutate(got, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ops := Patch(got, again); len(ops) != 0 {
+				t.Errorf("second run patches %v", ops)
+			}
+			applyPatch(t, pod, got)
+		})
+	}
+	// Off by default: the pod keeps whatever it names.
+	if got, _ := Mutate(makePod(), DefaultOptions()); got.Spec.SchedulerName != "" {
+		t.Errorf("without --scheduler-name: schedulerName %q", got.Spec.SchedulerName)
+	}
+}

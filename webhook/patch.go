@@ -17,7 +17,7 @@ type PatchOp struct {
 }
 
 // Patch is the minimal JSON patch from a pod to its mutation: Mutate changes only the scheduling annotation and the
-// four scheduling fields, so each is added, replaced or removed as a whole.
+// scheduling fields (and the scheduler's name), so each is added, replaced or removed as a whole.
 func Patch(in, out *corev1.Pod) []PatchOp {
 	var ops []PatchOp
 	field := func(path string, had, has bool, same bool, value any) {
@@ -45,6 +45,7 @@ func Patch(in, out *corev1.Pod) []PatchOp {
 	field("/spec/tolerations", len(a.Tolerations) > 0, len(b.Tolerations) > 0, equality.Semantic.DeepEqual(a.Tolerations, b.Tolerations), b.Tolerations)
 	field("/spec/topologySpreadConstraints", len(a.TopologySpreadConstraints) > 0, len(b.TopologySpreadConstraints) > 0,
 		equality.Semantic.DeepEqual(a.TopologySpreadConstraints, b.TopologySpreadConstraints), b.TopologySpreadConstraints)
+	field("/spec/schedulerName", a.SchedulerName != "", b.SchedulerName != "", a.SchedulerName == b.SchedulerName, b.SchedulerName)
 	return ops
 }
 

@@ -39,6 +39,7 @@ type Options struct {
 	NodePrefix                 string
 	TolerationSeconds          int64
 	AvoidConfigMap             string
+	SchedulerName              string
 	LogLevel                   string
 }
 
@@ -86,6 +87,7 @@ func (o *Options) AddFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.NodePrefix, api.FlagNodePrefix, o.NodePrefix, "virtual nodes are named <prefix><member>")
 	fs.Int64Var(&o.TolerationSeconds, "toleration-seconds", o.TolerationSeconds, "how long offloaded pods tolerate their virtual node being not-ready or unreachable")
 	fs.StringVar(&o.AvoidConfigMap, "avoid-configmap", o.AvoidConfigMap, "ConfigMap in --namespace of tether-descheduler's avoid record: new pods of a controller listed there get a tether.io/member NotIn requirement for the members they avoid (empty: off)")
+	fs.StringVar(&o.SchedulerName, "scheduler-name", o.SchedulerName, "give offloaded pods that would go to the default scheduler this schedulerName, e.g. "+api.SchedulerName+" (tether-scheduler's profile); empty: leave it")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
 }
 
@@ -131,6 +133,11 @@ func (o *Options) Validate() (*metav1.LabelSelector, []net.IP, error) {
 	if o.AvoidConfigMap != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(o.AvoidConfigMap) {
 			errs = append(errs, fmt.Errorf("--avoid-configmap %q: %s", o.AvoidConfigMap, msg))
+		}
+	}
+	if o.SchedulerName != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(o.SchedulerName) {
+			errs = append(errs, fmt.Errorf("--scheduler-name %q: %s", o.SchedulerName, msg))
 		}
 	}
 	if _, err := logrus.ParseLevel(o.LogLevel); err != nil {

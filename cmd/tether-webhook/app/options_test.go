@@ -19,13 +19,14 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	o.URL = "http://insecure/mutate"
 	o.LogLevel = "loud"
 	o.AvoidConfigMap = "Bad_Name"
+	o.SchedulerName = "Tether Scheduler"
 	_, _, err := o.Validate()
 	if err == nil {
 		t.Fatal("want errors")
 	}
 	for _, want := range []string{"--namespace-selector", `"nowhere" is not an IP address`, `--failure-policy "Sometimes"`,
 		"--timeout-seconds 31", "--tls-cert-file and --tls-private-key-file", "--toleration-seconds", `--node-prefix "Tether_"`,
-		`--keep-label-keys "not a key"`, "--service-port 0", `--url "http://insecure/mutate"`, "--log-level", `--avoid-configmap "Bad_Name"`} {
+		`--keep-label-keys "not a key"`, "--service-port 0", `--url "http://insecure/mutate"`, "--log-level", `--avoid-configmap "Bad_Name"`, `--scheduler-name "Tether Scheduler"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("errors lack %q:\n%v", want, err)
 		}

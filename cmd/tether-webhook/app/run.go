@@ -55,7 +55,7 @@ func Run(ctx context.Context, o *Options, selector *metav1.LabelSelector, ips []
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hostLevel := api.NewHostLevel(o.NodePrefix, o.KeepLabelKeys)
-	mutateOpts := webhook.Options{HostLevel: hostLevel, TolerationSeconds: o.TolerationSeconds}
+	mutateOpts := webhook.Options{HostLevel: hostLevel, TolerationSeconds: o.TolerationSeconds, SchedulerName: o.SchedulerName}
 
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	var certs *webhook.Certs
