@@ -75,6 +75,11 @@ type Config struct {
 	// StatusDelay observes, per status write, the time from the member pod event that asked for it to the end of
 	// the write; nil: not measured.
 	StatusDelay prometheus.Observer
+	// CreateDelay observes, per member pod created, the time from the host pod's binding to the end of the
+	// create; nil: not measured.
+	CreateDelay prometheus.Observer
+	// OnSyncError is told every error of the repair pass (which retries it); nil: nothing.
+	OnSyncError func(error)
 	// CapacityDebounce is the least time between two capacity recomputations.
 	CapacityDebounce time.Duration
 }
@@ -250,6 +255,9 @@ func (m *Member) onMemberNode(old, obj any) {
 	}
 	m.triggerRecompute()
 }
+
+// Reachable reports whether the last health probe of the member succeeded.
+func (m *Member) Reachable() bool { return m.reachable.Load() }
 
 // HasCopyOf reports whether the member pod named like host is this node's copy of that very host pod: owned by
 // this host and node, and annotated with its UID.

@@ -76,6 +76,9 @@ func (m *Member) CreatePod(ctx context.Context, host *corev1.Pod) error {
 	if err != nil {
 		return fmt.Errorf("create member pod %s: %w", key, err)
 	}
+	if m.cfg.CreateDelay != nil {
+		m.cfg.CreateDelay.Observe(time.Since(boundAt(host)).Seconds())
+	}
 	log.G(ctx).WithField("pod", key).WithField("member", m.cfg.Member).Debug("member pod created")
 	return nil
 }
@@ -305,6 +308,18 @@ func (m *Member) finishHostDeletion(ctx context.Context, host *corev1.Pod) {
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		log.G(ctx).WithError(err).WithField("pod", host.Namespace+"/"+host.Name).Warn("finish deleting host pod")
 	}
+}
+
+// boundAt is when the host pod was bound to its node: its PodScheduled condition's transition (whole seconds), or its
+// creation when it was created bound.
+func boundAt(p *corev1.Pod) time.Time {
+	at := p.CreationTimestamp.Time
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionTrue && c.LastTransitionTime.After(at) {
+			at = c.LastTransitionTime.Time
+		}
+	}
+	return at
 }
 
 func pendingStatus(host *corev1.Pod, reason, message string) corev1.PodStatus {

@@ -119,6 +119,9 @@ func (m *Member) repairNext(ctx context.Context) bool {
 	rctx, cancel := m.withRequestTimeout(ctx)
 	defer cancel()
 	if err := m.repair(rctx, key); err != nil {
+		if m.cfg.OnSyncError != nil {
+			m.cfg.OnSyncError(err)
+		}
 		log.G(ctx).WithField("pod", key).WithError(err).Debug("repair; retrying")
 		m.repairQueue.AddRateLimited(key)
 		return true

@@ -77,6 +77,8 @@ type running struct {
 	// serving is the kubelet API's view of the member while it runs (caches synced, pod controller ready); nil
 	// otherwise.
 	serving atomic.Pointer[kubelet.Member]
+	// member is the virtual node of the current run (for the metrics); nil between runs.
+	member atomic.Pointer[provider.Member]
 }
 
 // ValidateMemberName checks that a member name makes a valid node name and label value.
@@ -262,6 +264,7 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 		return fmt.Errorf("member clients: %w", err)
 	}
 	port := s.port(n.KubeletPort)
+	syncErrors := func(err error) { r.metrics.reconcileErrors.WithLabelValues(s.Name, errorReason(err)).Inc() }
 	m, err := provider.New(provider.Config{
 		Member:               s.Name,
 		NodeName:             api.NodeName(n.NodePrefix, s.Name),
@@ -288,10 +291,14 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 		OffloadDaemonSetPods: n.OffloadDaemonSetPods,
 		RequestTimeout:       n.MemberRequestTimeout,
 		StatusDelay:          r.metrics.statusDelay.WithLabelValues(s.Name),
+		CreateDelay:          r.metrics.createDelay.WithLabelValues(s.Name),
+		OnSyncError:          syncErrors,
 	})
 	if err != nil {
 		return err
 	}
+	run.member.Store(m)
+	defer run.member.Store(nil)
 
 	// The pod controller adds a handler to the shared host pod informer and never removes it: scoped removes it
 	// when this run ends, so that restarts leave no listener (and its goroutines) behind.
@@ -333,7 +340,7 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 			&workqueue.TypedBucketRateLimiter[any]{Limiter: rate.NewLimiter(rate.Limit(n.QueueQPS), n.QueueBurst)},
 		)
 	}
-	retry := podSyncRetry(n.PodSyncRetries)
+	retry := podSyncRetry(n.PodSyncRetries, syncErrors)
 	nodeName := m.NodeName()
 	pc, err := node.NewPodController(node.PodControllerConfig{
 		PodClient:                                m.HostPodClient(r.cfg.Host.CoreV1()),
@@ -550,9 +557,10 @@ func (w warningsOnly) AnnotatedEventf(obj runtime.Object, annotations map[string
 }
 
 // podSyncRetry retries a failed sync with the queue's backoff up to retries times; then the key is left to the
-// repair pass, which never gives up.
-func podSyncRetry(retries int) node.ShouldRetryFunc {
+// repair pass, which never gives up. Every failure is counted by failed.
+func podSyncRetry(retries int, failed func(error)) node.ShouldRetryFunc {
 	return func(_ context.Context, _ string, tried int, _ time.Time, err error) (*time.Duration, error) {
+		failed(err)
 		if tried < retries {
 			return nil, nil
 		}

@@ -203,22 +203,25 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.RetryMax < cfg.RetryBase {
 		cfg.RetryMax = max(cfg.RetryBase, 2*time.Minute)
 	}
-	m, err := newMetrics(cfg.Metrics)
-	if err != nil {
-		return nil, err
-	}
 	cm, err := controllers.NewMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, err
 	}
-	return &Registry{
+	r := &Registry{
 		cfg:         cfg,
-		metrics:     m,
+		metrics:     newMetrics(),
 		controllers: cm,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "tether-member-secrets"}),
 		members: map[string]*running{},
-	}, nil
+	}
+	// Once per registry: members that start, stop and restart use labelled children of these.
+	if cfg.Metrics != nil {
+		if err := r.metrics.register(cfg.Metrics, r); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 func realClients(cfg *rest.Config) (Clients, error) {

@@ -17,12 +17,13 @@ import (
 	"k8s.io/client-go/tools/metrics"
 )
 
-// serveDebug serves net/http/pprof under /debug/pprof/ and Prometheus metrics under /metrics on addr until ctx
-// ends: the Go runtime and process collectors, and tether_node_api_requests_total and
-// tether_node_api_request_duration_seconds, every request tether-node's clients make (watches aside) by apiserver,
-// verb and resource, besides what reg holds (the member registry's metrics). It is for benchmarks and profiling: it has no
-// authentication, so bind it to loopback.
-func serveDebug(ctx context.Context, addr string, reg *prometheus.Registry) error {
+// newMetrics builds the one Prometheus registry of the process: the Go runtime and process collectors,
+// tether_node_leader, and tether_node_api_requests_total and tether_node_api_request_duration_seconds, every
+// request tether-node's clients make (watches aside) by apiserver, verb and resource. The member registry adds
+// its own. It returns the registry and the leader gauge. Call it once per process: client-go's request hook is
+// global.
+func newMetrics() (*prometheus.Registry, prometheus.Gauge, error) {
+	reg := prometheus.NewRegistry()
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tether_node_api_requests_total",
 		Help: "Requests tether-node's clients made (watches aside), by apiserver (host:port), verb and resource.",
@@ -32,9 +33,32 @@ func serveDebug(ctx context.Context, addr string, reg *prometheus.Registry) erro
 		Help:    "Latency of the requests tether-node's clients made (watches aside), by apiserver (host:port), verb and resource.",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"host", "verb", "resource"})
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), requests, latency)
+	leader := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tether_node_leader",
+		Help: "1 while this replica serves the virtual nodes (it holds the leader Lease, or runs without --leader-elect), 0 while it waits as a standby.",
+	})
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		requests, latency, leader} {
+		if err := reg.Register(c); err != nil {
+			return nil, nil, err
+		}
+	}
 	metrics.Register(metrics.RegisterOpts{RequestLatency: requestCounter{requests, latency}})
+	return reg, leader, nil
+}
 
+// serveMetrics serves Prometheus metrics under /metrics on addr until ctx ends. It has no authentication: the
+// metrics carry member names and counts, no secret.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return serveHTTP(ctx, addr, "/metrics", mux)
+}
+
+// serveDebug serves net/http/pprof under /debug/pprof/ on addr until ctx ends, and the same /metrics as
+// --metrics-address (the benchmarks read both from one address). It is for benchmarks and profiling: it has no
+// authentication, so bind it to loopback.
+func serveDebug(ctx context.Context, addr string, reg *prometheus.Registry) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -42,11 +66,16 @@ func serveDebug(ctx context.Context, addr string, reg *prometheus.Registry) erro
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return serveHTTP(ctx, addr, "/metrics and /debug/pprof/", mux)
+}
+
+// serveHTTP listens on addr at once (so that a taken port fails the start) and serves h until ctx ends.
+func serveHTTP(ctx context.Context, addr, what string, h http.Handler) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -55,10 +84,10 @@ func serveDebug(ctx context.Context, addr string, reg *prometheus.Registry) erro
 	}()
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.G(ctx).WithError(err).Error("debug server stopped")
+			log.G(ctx).WithError(err).WithField("address", addr).Error("HTTP server stopped")
 		}
 	}()
-	log.G(ctx).WithField("address", ln.Addr().String()).Info("serving /metrics and /debug/pprof/")
+	log.G(ctx).WithField("address", ln.Addr().String()).Info("serving " + what)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +47,20 @@ type Options struct {
 	MemberRetryMax     time.Duration
 	LogLevel           string
 	DebugAddress       string
+	MetricsAddress     string
+
+	// LeaderElection runs tether-node as one of several replicas: only the holder of the Lease serves.
+	LeaderElection LeaderElection
+}
+
+// LeaderElection are the --leader-elect flags.
+type LeaderElection struct {
+	Enabled       bool
+	ResourceName  string
+	Identity      string
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
 }
 
 // NewOptions returns the defaults.
@@ -81,6 +96,13 @@ func NewOptions() *Options {
 		MemberStartTimeout: time.Minute,
 		MemberRetryMax:     2 * time.Minute,
 		LogLevel:           "info",
+		MetricsAddress:     ":" + strconv.Itoa(api.DefaultMetricsPort),
+		LeaderElection: LeaderElection{
+			ResourceName:  api.LeaderElectionLease,
+			LeaseDuration: api.DefaultLeaseDuration,
+			RenewDeadline: api.DefaultRenewDeadline,
+			RetryPeriod:   api.DefaultRetryPeriod,
+		},
 	}
 }
 
@@ -125,7 +147,15 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.MemberStartTimeout, "member-start-timeout", o.MemberStartTimeout, "how long a member may take to sync before it is reported (event MemberNotSynced on its Secret, log, metric); it keeps trying")
 	fs.DurationVar(&o.MemberRetryMax, "member-retry-max", o.MemberRetryMax, "longest wait before a failed member is started again (the wait doubles from 1s up to this)")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
-	fs.StringVar(&o.DebugAddress, "debug-address", o.DebugAddress, "HTTP address (host:port) of /metrics (Go runtime, process, API requests by apiserver, verb and resource) and /debug/pprof/, without authentication: bind it to loopback; empty: off")
+	fs.StringVar(&o.DebugAddress, "debug-address", o.DebugAddress, "HTTP address (host:port) of /debug/pprof/ (and the same /metrics as --metrics-address), without authentication: bind it to loopback; empty: off")
+	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address (host:port) of Prometheus /metrics alone (tether_node_*, Go runtime, process), without authentication; empty: off")
+	le := &o.LeaderElection
+	fs.BoolVar(&le.Enabled, "leader-elect", le.Enabled, "run as one of several replicas: only the holder of a Lease in --namespace serves the virtual nodes and the kubelet API, the others wait to take over; a leader that loses the lease exits non-zero")
+	fs.StringVar(&le.ResourceName, "leader-elect-resource-name", le.ResourceName, "name of the Lease in --namespace that the replicas elect their leader with")
+	fs.StringVar(&le.Identity, "leader-elect-identity", le.Identity, "this replica's identity in the Lease (default: hostname and a random suffix)")
+	fs.DurationVar(&le.LeaseDuration, "leader-elect-lease-duration", le.LeaseDuration, "how long a standby waits after the leader's last renewal before it takes the lease")
+	fs.DurationVar(&le.RenewDeadline, "leader-elect-renew-deadline", le.RenewDeadline, "how long the leader tries to renew the lease before it stops serving; shorter than --leader-elect-lease-duration")
+	fs.DurationVar(&le.RetryPeriod, "leader-elect-retry-period", le.RetryPeriod, "interval between two tries to take or renew the lease; its 1.2-fold is shorter than --leader-elect-renew-deadline")
 }
 
 // MemberFlag is one --member value.
@@ -211,7 +241,65 @@ func (o *Options) Validate() ([]MemberFlag, error) {
 	if err := api.NewHostLevel(o.NodePrefix, o.KeepLabelKeys).Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	for _, a := range []struct{ flag, addr string }{{"--metrics-address", o.MetricsAddress}, {"--debug-address", o.DebugAddress}} {
+		if a.addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port: %w", a.flag, a.addr, err))
+		} else if _, err := parseListenPort(port); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", a.flag, a.addr, err))
+		}
+	}
+	if o.MetricsAddress != "" && o.MetricsAddress == o.DebugAddress {
+		errs = append(errs, fmt.Errorf("--metrics-address and --debug-address %q: one port each", o.MetricsAddress))
+	}
+	errs = append(errs, o.LeaderElection.validate(o.Namespace)...)
 	return members, errors.Join(errs...)
+}
+
+// validate checks the leader election flags (only when it is on).
+func (le LeaderElection) validate(namespace string) []error {
+	if !le.Enabled {
+		return nil
+	}
+	var errs []error
+	if namespace == "" {
+		errs = append(errs, errors.New("--leader-elect needs --namespace (where its Lease lives)"))
+	}
+	if msgs := validation.IsDNS1123Subdomain(le.ResourceName); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--leader-elect-resource-name %q: not a Lease name: %s", le.ResourceName, strings.Join(msgs, "; ")))
+	}
+	positive := true
+	for _, d := range []struct {
+		flag string
+		d    time.Duration
+	}{{"--leader-elect-lease-duration", le.LeaseDuration}, {"--leader-elect-renew-deadline", le.RenewDeadline}, {"--leader-elect-retry-period", le.RetryPeriod}} {
+		if d.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %s: must be positive", d.flag, d.d))
+			positive = false
+		}
+	}
+	if !positive {
+		return errs
+	}
+	if le.RenewDeadline >= le.LeaseDuration {
+		errs = append(errs, fmt.Errorf("--leader-elect-renew-deadline %s: must be shorter than --leader-elect-lease-duration %s", le.RenewDeadline, le.LeaseDuration))
+	}
+	if jittered := time.Duration(api.LeaseJitterFactor * float64(le.RetryPeriod)); jittered >= le.RenewDeadline {
+		errs = append(errs, fmt.Errorf("--leader-elect-retry-period %s: %.1f times it (%s) must be shorter than --leader-elect-renew-deadline %s",
+			le.RetryPeriod, api.LeaseJitterFactor, jittered, le.RenewDeadline))
+	}
+	return errs
+}
+
+// parseListenPort reads the port of a listen address: 0 (any free port) to 65535.
+func parseListenPort(s string) (int, error) {
+	p, err := strconv.Atoi(s)
+	if err != nil || p < 0 || p > 65535 {
+		return 0, fmt.Errorf("port %q: want a number from 0 to 65535", s)
+	}
+	return p, nil
 }
 
 // parseMemberPorts reads the --member-kubelet-port values.

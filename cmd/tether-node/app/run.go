@@ -55,10 +55,19 @@ A pod the host scheduler binds to a virtual node is created in its member; its s
 	return cmd
 }
 
-// Run serves the members until ctx ends.
+// Run serves the members until ctx ends. With --leader-elect it first waits to hold the leader Lease, and returns
+// ErrLeaseLost (after it stopped serving) when it loses it.
 func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
-	metricsRegistry := prometheus.NewRegistry()
-	// Before any client exists, so that every request is counted.
+	metricsRegistry, leader, err := newMetrics()
+	if err != nil {
+		return err
+	}
+	// Before any client exists, so that every request is counted; a standby serves them too (tether_node_leader 0).
+	if o.MetricsAddress != "" {
+		if err := serveMetrics(ctx, o.MetricsAddress, metricsRegistry); err != nil {
+			return fmt.Errorf("--metrics-address %s: %w", o.MetricsAddress, err)
+		}
+	}
 	if o.DebugAddress != "" {
 		if err := serveDebug(ctx, o.DebugAddress, metricsRegistry); err != nil {
 			return fmt.Errorf("--debug-address %s: %w", o.DebugAddress, err)
@@ -83,7 +92,26 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 		clusterID = string(ns.UID)
 	}
 	log.G(ctx).WithField("clusterID", clusterID).Info("tether-node starting")
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: host.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "tether-node"})
 
+	lead := func(ctx context.Context) error {
+		leader.Set(1)
+		defer leader.Set(0)
+		return serve(ctx, o, host, clusterID, recorder, metricsRegistry, flagMembers)
+	}
+	if !o.LeaderElection.Enabled {
+		return lead(ctx)
+	}
+	return runElected(ctx, o.LeaderElection, o.Namespace, host, recorder, lead)
+}
+
+// serve runs the host informers, the member registry (a virtual node per member) and the kubelet API until ctx
+// ends. It runs once per process: the registry registers its metrics with metricsRegistry.
+func serve(ctx context.Context, o *Options, host kubernetes.Interface, clusterID string, recorder record.EventRecorder,
+	metricsRegistry *prometheus.Registry, flagMembers []MemberFlag) error {
 	// One host pod informer for every virtual node: pods bound to some node. ConfigMaps, Secrets,
 	// ServiceAccounts, Services and EndpointSlices feed the copies made in members.
 	podFactory := informers.NewSharedInformerFactoryWithOptions(host, o.Resync, informers.WithTransform(provider.TrimForCache),
@@ -104,11 +132,6 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 		depFactory.Core().V1().ConfigMaps().Informer().HasSynced, depFactory.Core().V1().Secrets().Informer().HasSynced,
 		depFactory.Core().V1().Services().Informer().HasSynced, depFactory.Core().V1().ServiceAccounts().Informer().HasSynced,
 		depFactory.Discovery().V1().EndpointSlices().Informer().HasSynced}
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: host.CoreV1().Events("")})
-	defer broadcaster.Shutdown()
-	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "tether-node"})
-
 	podFactory.Start(ctx.Done())
 	depFactory.Start(ctx.Done())
 	volFactory.Start(ctx.Done())
