@@ -20,12 +20,17 @@ all: build
 # tether-scheduler is built from its own module (scheduler/), stamped with the kube-scheduler release it embeds.
 KUBE_VERSION = $(shell cd scheduler && $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
 SCHED_LDFLAGS = $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,-X $(p).gitVersion=$(KUBE_VERSION))
+# tether-scheduler is built from its own module (scheduler/), stamped with the kube-scheduler release it embeds.
+KUBE_VERSION = $(shell cd scheduler && $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
+SCHED_LDFLAGS = $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,-X $(p).gitVersion=$(KUBE_VERSION))
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
+	cd scheduler && $(GO) build -o $(BIN)/ -ldflags "$(SCHED_LDFLAGS)" ./cmd/tether-scheduler
 	cd scheduler && $(GO) build -o $(BIN)/ -ldflags "$(SCHED_LDFLAGS)" ./cmd/tether-scheduler
 
 vet:
 	$(GO) vet ./...
+	cd scheduler && $(GO) vet ./...
 	cd scheduler && $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -38,9 +43,11 @@ GOLANGCI_LINT = $(GO) tool -modfile=hack/tools/golangci-lint/go.mod golangci-lin
 lint:
 	$(GOLANGCI_LINT) run ./...
 	cd scheduler && $(GO) tool -modfile=../hack/tools/golangci-lint/go.mod golangci-lint run --config ../.golangci.yml ./...
+	cd scheduler && $(GO) tool -modfile=../hack/tools/golangci-lint/go.mod golangci-lint run --config ../.golangci.yml ./...
 
 unit:
 	$(GO) test -count=1 $(UNIT_PKGS)
+	cd scheduler && $(GO) test -count=1 ./...
 	cd scheduler && $(GO) test -count=1 ./...
 
 # The control-plane binaries, built once per pin into the cache (~/.cache/tether or $$TETHER_CACHE_DIR).

@@ -60,6 +60,8 @@ type State struct {
 	// KubeletClientCA is the CA of the host apiserver's kubelet client certificate.
 	KubeletClientCA string    `json:"kubeletClientCA"`
 	Started         time.Time `json:"started"`
+	// QPSLimitsDisabled: the control planes run without client rate limits (Config.DisableQPSLimits).
+	QPSLimitsDisabled bool `json:"qpsLimitsDisabled,omitempty"`
 	// Processes were started beside the clusters with StartProcess.
 	Processes []Process `json:"processes,omitempty"`
 }
@@ -102,12 +104,13 @@ func Up(ctx context.Context, cfg Config) (*State, error) {
 		}
 	}
 	st := &State{
-		Dir:             dir,
-		Prefix:          cfg.Prefix,
-		Kwokctl:         cfg.Tools.Kwokctl,
-		Kubectl:         cfg.Tools.Kubectl,
-		KubeletClientCA: filepath.Join(dir, pkiDir, KubeletClientCA),
-		Started:         time.Now(),
+		Dir:               dir,
+		Prefix:            cfg.Prefix,
+		Kwokctl:           cfg.Tools.Kwokctl,
+		Kubectl:           cfg.Tools.Kubectl,
+		KubeletClientCA:   filepath.Join(dir, pkiDir, KubeletClientCA),
+		Started:           time.Now(),
+		QPSLimitsDisabled: cfg.DisableQPSLimits,
 	}
 	// Written before the first cluster starts, so that Down finds whatever a failed or interrupted Up leaves.
 	if err := st.save(); err != nil {

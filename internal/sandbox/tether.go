@@ -2,8 +2,10 @@ package sandbox
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -195,9 +197,87 @@ func (s *State) DeschedulerArgs(bin, policy string, metricsPort int, extra ...st
 
 // WriteDeschedulerPolicy writes policy into the state folder and returns its path.
 func (s *State) WriteDeschedulerPolicy(name, policy string) (string, error) {
+	return s.WriteFile(name, policy)
+}
+
+// TetherScheduler is the name of tether-scheduler's process in the state.
+const TetherScheduler = "tether-scheduler"
+
+// SchedulerConfigFile is the file in the state folder with the KubeSchedulerConfiguration tether-scheduler runs.
+const SchedulerConfigFile = "scheduler-config.yaml"
+
+// SchedulerConfig is tether-scheduler's KubeSchedulerConfiguration as a second profile beside the host's own
+// scheduler: pods with schedulerName api.SchedulerName (tether-webhook --scheduler-name sets it) get MemberFit on
+// top of the default plugins, its score weighted 5. No leader election (one copy); qps and burst are the client's
+// limits (kube-scheduler's defaults are 50 and 100).
+func SchedulerConfig(kubeconfig string, qps float64, burst int) string {
+	return fmt.Sprintf(`apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: %q
+  qps: %g
+  burst: %d
+leaderElection:
+  leaderElect: false
+profiles:
+- schedulerName: %s
+  plugins:
+    preFilter:
+      enabled: [{name: %[5]s}]
+    filter:
+      enabled: [{name: %[5]s}]
+    score:
+      enabled: [{name: %[5]s, weight: 5}]
+  pluginConfig:
+  - name: %[5]s
+    args:
+      nodePrefix: %[6]s
+      keepLabelKeys: []
+`, kubeconfig, qps, burst, api.SchedulerName, api.SchedulerPlugin, api.DefaultNodePrefix)
+}
+
+// SchedulerArgs are the arguments the sandbox and the e2e suites give tether-scheduler: the configuration file
+// config, and its health and metrics on https://127.0.0.1:port, then extra.
+func (s *State) SchedulerArgs(bin, config string, port int, extra ...string) []string {
+	return append([]string{bin, "--config", config, "--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(port), "--v", "1"}, extra...)
+}
+
+// WaitScheduler waits until tether-scheduler on 127.0.0.1:port says it is healthy.
+func WaitScheduler(ctx context.Context, port int, timeout time.Duration) error {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		// Its serving certificate is self-signed; only the answer matters.
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // local health probe
+	}}
+	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/healthz"
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			last = fmt.Errorf("%s: %s", url, resp.Status)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return errors.Join(err, last)
+	}
+	return nil
+}
+
+// WriteFile writes content into the state folder and returns its path.
+func (s *State) WriteFile(name, content string) (string, error) {
 	p := filepath.Join(s.Dir, name)
-	if err := os.WriteFile(p, []byte(policy), 0o644); err != nil {
-		return "", fmt.Errorf("descheduler policy: %w", err)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		return "", fmt.Errorf("write %s: %w", name, err)
 	}
 	return p, nil
 }

@@ -32,6 +32,7 @@ type podTimes struct {
 	MemberCreated time.Time // tether: the member pod exists
 	MemberRunning time.Time // tether: the member pod Running; vanilla: the pod Running
 	HostRunning   time.Time // tether: the host pod Running; vanilla: = MemberRunning
+	Node          string    // the node it was bound to
 }
 
 // Phase names, in order, per kind.
@@ -52,16 +53,19 @@ func (p podTimes) done() bool { return !p.HostRunning.IsZero() }
 
 // burstResult is one burst.
 type burstResult struct {
-	Kind       string             `json:"kind"`
-	Index      int                `json:"index"`
-	N          int                `json:"n"`
-	Started    time.Time          `json:"started"`
-	Running    int                `json:"running"`
-	AllRunning time.Duration      `json:"allRunning"` // first create sent → last pod Running
-	Throughput float64            `json:"throughput"` // pods/s over the 10–90 % window
-	E2E        latency            `json:"e2e"`        // create sent → (host) Running
-	Phases     map[string]latency `json:"phases"`
-	Errors     int                `json:"createErrors"`
+	Kind       string        `json:"kind"`
+	Index      int           `json:"index"`
+	N          int           `json:"n"`
+	Started    time.Time     `json:"started"`
+	Running    int           `json:"running"`
+	AllRunning time.Duration `json:"allRunning"` // first create sent → last pod Running
+	Throughput float64       `json:"throughput"` // pods/s over the 10–90 % window
+	// Bound is pods bound per second over the 10–90 % window; PerNode the pods bound to each node (W6).
+	Bound   float64            `json:"boundPerSecond,omitempty"`
+	PerNode map[string]int     `json:"perNode,omitempty"`
+	E2E     latency            `json:"e2e"` // create sent → (host) Running
+	Phases  map[string]latency `json:"phases"`
+	Errors  int                `json:"createErrors"`
 	// tether-node, during the burst (tether kind only).
 	TetherCPUSeconds float64    `json:"tetherCPUSeconds,omitempty"`
 	TetherPeakRSS    int64      `json:"tetherPeakRSS,omitempty"`
@@ -129,6 +133,9 @@ func (t *tracker) observe(where string, pod *corev1.Pod, now time.Time) {
 		setOnce(&p.HostRunning, running, now)
 	case where == "host":
 		setOnce(&p.Bound, pod.Spec.NodeName != "", now)
+		if p.Node == "" {
+			p.Node = pod.Spec.NodeName
+		}
 		setOnce(&p.HostRunning, running, now)
 	default:
 		if pod.Labels[api.LabelManagedBy] != api.ManagedByTether {
@@ -200,7 +207,8 @@ func benchPod(name string, nodeSelector map[string]string) *corev1.Pod {
 
 // createPods creates names in c with concurrency workers, calling sent just before each request; it returns
 // the number of failed creates. selector gives the i-th pod's nodeSelector (nil: none).
-func createPods(ctx context.Context, c *cluster, ns string, names []string, selector func(i int) map[string]string, concurrency int, sent func(string)) int {
+// schedulerName, when set, is the pods' schedulerName.
+func createPods(ctx context.Context, c *cluster, ns string, names []string, selector func(i int) map[string]string, schedulerName string, concurrency int, sent func(string)) int {
 	var errs atomic.Int64
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -212,6 +220,7 @@ func createPods(ctx context.Context, c *cluster, ns string, names []string, sele
 					sel = selector(i)
 				}
 				pod := benchPod(names[i], sel)
+				pod.Spec.SchedulerName = schedulerName
 				if sent != nil {
 					sent(names[i])
 				}
@@ -278,7 +287,7 @@ func runBurst(ctx context.Context, e *env, o *options, kind string, index int, n
 	}()
 
 	var selector func(int) map[string]string
-	if kind == kindTether {
+	if kind == kindTether && !e.unpinned {
 		selector = alternateMembers(e)
 	}
 	profiled := make(chan struct{})
@@ -292,7 +301,7 @@ func runBurst(ctx context.Context, e *env, o *options, kind string, index int, n
 		close(profiled)
 	}
 	res.Started = time.Now()
-	res.Errors = createPods(ctx, target, ns, names, selector, o.Concurrency, t.sent)
+	res.Errors = createPods(ctx, target, ns, names, selector, e.schedulerName, o.Concurrency, t.sent)
 	timeout := time.NewTimer(o.RunTimeout)
 	defer timeout.Stop()
 	select {
@@ -337,9 +346,14 @@ func runBurst(ctx context.Context, e *env, o *options, kind string, index int, n
 
 	t.mu.Lock()
 	var first, last time.Time
-	var done []time.Time
+	var done, bound []time.Time
+	res.PerNode = map[string]int{}
 	phases := make([][]time.Duration, len(phaseNames[kind]))
 	for _, p := range t.pods {
+		if !p.Bound.IsZero() {
+			bound = append(bound, p.Bound)
+			res.PerNode[p.Node]++
+		}
 		if first.IsZero() || (!p.Sent.IsZero() && p.Sent.Before(first)) {
 			first = p.Sent
 		}
@@ -359,6 +373,7 @@ func runBurst(ctx context.Context, e *env, o *options, kind string, index int, n
 	res.Running = len(done)
 	res.AllRunning = last.Sub(first)
 	res.Throughput = windowThroughput(done, 0.1, 0.9)
+	res.Bound = windowThroughput(bound, 0.1, 0.9)
 	res.E2E = summarize(res.e2e)
 	res.Phases = map[string]latency{}
 	for i, name := range phaseNames[kind] {

@@ -40,6 +40,9 @@ type env struct {
 	debug     *debugClient
 	tetherBin string
 	log       io.Writer
+	// W6: bursts are not spread over the members by a nodeSelector, and name this scheduler ("": the default).
+	unpinned      bool
+	schedulerName string
 }
 
 // benchUserAgent names the load generator in audit logs.
@@ -58,6 +61,17 @@ func buildTetherNode(ctx context.Context, repo, dir string) (string, error) {
 	cmd.Dir = repo
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build tether-node: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// buildScheduler builds tether-scheduler from its module (scheduler/) into dir.
+func buildScheduler(ctx context.Context, repo, dir string) (string, error) {
+	bin := filepath.Join(dir, sandbox.TetherScheduler)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/"+sandbox.TetherScheduler)
+	cmd.Dir = filepath.Join(repo, "scheduler")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %w\n%s", sandbox.TetherScheduler, err, out)
 	}
 	return bin, nil
 }

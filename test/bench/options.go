@@ -27,6 +27,9 @@ measures:
   w5  fragments: members whose free CPU is split into small nodes, and single-pod workloads of which some fit only
       one member's nodes and some none; workloads Running at 60 s and 120 s against what the member nodes can hold,
       and pods evicted, without and then with tether-descheduler (the sandbox's policy), on clusters of its own
+  w6  the scheduler plugin: unpinned bursts of -n pods bound by the host's default scheduler and by tether-scheduler
+      (MemberFit, the sandbox's profile) in turn, -pairs times: pods bound per second, time to all Running, the
+      emptier member's share, scheduler CPU and MemberFit's share of it
 Results: a table on stdout and <out>/bench-<time>.json. Wrap in flock when the machine is shared.
 
 Flags:
@@ -55,6 +58,7 @@ type options struct {
 	Tether      tetherLimits
 
 	profilePrefix string // where profiles go: <out>/tether-node-<time>-
+	schedulerBin  string // tether-scheduler, built for W6
 }
 
 // tetherLimits are the tether-node flags that bound throughput; the bench passes every one explicitly.
@@ -81,7 +85,7 @@ func (t tetherLimits) args() []string {
 func defaultOptions() *options {
 	d := app.NewOptions() // tether-node's own defaults
 	return &options{
-		Workloads:   []string{"w1", "w2", "w3", "w4", "w5"},
+		Workloads:   []string{"w1", "w2", "w3", "w4", "w5", "w6"},
 		ConfigMaps:  1000,
 		N:           1000,
 		Pairs:       2,
@@ -106,7 +110,7 @@ func defaultOptions() *options {
 func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.ConfigMaps, "configmaps", o.ConfigMaps, "W4: ConfigMaps changed at once")
 	fs.BoolVar(&o.W1Service, "w1-service", o.W1Service, "W1: a Service selects every burst pod (Tether mirrors its endpoints into the members; vanilla's member keeps its own)")
-	fs.Func("workloads", "comma-separated workloads to run: w1, w2, w3, w4, w5 (default all)", func(s string) error {
+	fs.Func("workloads", "comma-separated workloads to run: w1, w2, w3, w4, w5, w6 (default all)", func(s string) error {
 		o.Workloads = splitList(s)
 		return nil
 	})
@@ -164,8 +168,8 @@ func (o *options) validate() error {
 		errs = append(errs, errors.New("-workloads: name at least one"))
 	}
 	for _, w := range o.Workloads {
-		if !slices.Contains([]string{"w1", "w2", "w3", "w4", "w5"}, w) {
-			errs = append(errs, fmt.Errorf("-workloads: unknown %q (want w1, w2, w3, w4, w5)", w))
+		if !slices.Contains([]string{"w1", "w2", "w3", "w4", "w5", "w6"}, w) {
+			errs = append(errs, fmt.Errorf("-workloads: unknown %q (want w1, w2, w3, w4, w5, w6)", w))
 		}
 	}
 	for _, p := range []struct {

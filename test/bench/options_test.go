@@ -24,7 +24,7 @@ func TestOptionsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(o.Workloads, []string{"w1", "w2", "w3", "w4", "w5"}) || o.N != 1000 || o.Pairs != 2 || o.ConfigMaps != 1000 {
+	if !slices.Equal(o.Workloads, []string{"w1", "w2", "w3", "w4", "w5", "w6"}) || o.N != 1000 || o.Pairs != 2 || o.ConfigMaps != 1000 {
 		t.Errorf("defaults: %+v", o)
 	}
 	if !slices.Equal(o.ScaleSteps, []int{1000, 5000, 10000}) {
@@ -47,11 +47,11 @@ func TestOptionsValidate(t *testing.T) {
 	if !slices.Equal(o.ScaleSteps, []int{500, 1500, 2000}) || o.IdleWindow != 5*time.Second {
 		t.Errorf("steps %v, idle %v: want sorted, unique, -scale-pods last", o.ScaleSteps, o.IdleWindow)
 	}
-	_, err = parse(t, "-workloads", "w1,w6", "-n", "1", "-pairs", "0", "-scale-pods", "500", "-configmaps", "0")
+	_, err = parse(t, "-workloads", "w1,w7", "-n", "1", "-pairs", "0", "-scale-pods", "500", "-configmaps", "0")
 	if err == nil {
 		t.Fatal("want errors")
 	}
-	for _, want := range []string{`unknown "w6"`, "-n:", "-pairs:", "-scale-steps: 1000", "-configmaps:"} {
+	for _, want := range []string{`unknown "w7"`, "-n:", "-pairs:", "-scale-steps: 1000", "-configmaps:"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}

@@ -26,6 +26,7 @@ type result struct {
 	W3       *restartResult    `json:"w3,omitempty"`
 	W4       *copiesResult     `json:"w4,omitempty"`
 	W5       *fragmentsResult  `json:"w5,omitempty"`
+	W6       *w6Result         `json:"w6,omitempty"`
 	Targets  []target          `json:"targets"`
 	Errors   []string          `json:"errors,omitempty"`
 }
@@ -159,6 +160,16 @@ func evaluate(r *result) []target {
 	ts = append(ts,
 		t("restart converged", "≤ 30 s", w3, w3c <= 30*time.Second, secs(w3c)),
 		t("member writes during the restart", "0", w3, w3w == 0, fmt.Sprintf("%.0f", w3w)))
+	w6 := r.W6 != nil && r.W6.BoundRatio > 0
+	var w6r w6Result
+	if w6 {
+		w6r = *r.W6
+	}
+	ts = append(ts,
+		t("tether-scheduler bound/s vs default", "≥ 0.90", w6, w6r.BoundRatio >= 0.9, fmt.Sprintf("%.2f", w6r.BoundRatio)),
+		t("tether-scheduler all Running vs default", "≤ 1.00", w6, w6r.AllRunning[kindTetherScheduler] <= w6r.AllRunning[kindDefaultScheduler],
+			fmt.Sprintf("%s vs %s", secs(w6r.AllRunning[kindTetherScheduler]), secs(w6r.AllRunning[kindDefaultScheduler]))),
+		t("tether-scheduler emptier member's share", "≥ 40 %", w6, w6r.Share[kindTetherScheduler] >= 0.4, fmt.Sprintf("%.0f %%", w6r.Share[kindTetherScheduler]*100)))
 	return ts
 }
 
@@ -226,6 +237,9 @@ func printResults(w io.Writer, r *result) {
 	}
 	if r.W5 != nil {
 		printFragments(w, r.W5)
+	}
+	if r.W6 != nil && len(r.W6.Runs) > 0 {
+		printW6(w, r.W6)
 	}
 	fmt.Fprintln(w, "Targets")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

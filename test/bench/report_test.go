@@ -27,7 +27,9 @@ func TestSummarizeW1AndEvaluate(t *testing.T) {
 	w.Accounting = &accounting{N: 1000, TetherHost: apiTotals{HostStatusWrites: 2.5}, TetherMembers: apiTotals{MemberPodCreates: 1}}
 	r := &result{Settings: settings{N: 1000}, W1: w,
 		W2: &scaleResult{Steps: []scaleStep{{Pods: 0}, {Pods: 10000}}, RSSPer1000: 10 << 20},
-		W3: &restartResult{Converged: 12 * time.Second, MemberWrites: 0}}
+		W3: &restartResult{Converged: 12 * time.Second, MemberWrites: 0},
+		W6: &w6Result{BoundRatio: 0.95, AllRunning: map[string]time.Duration{kindDefaultScheduler: 15 * time.Second, kindTetherScheduler: 16 * time.Second},
+			Share: map[string]float64{kindTetherScheduler: 0.5}}}
 	verdicts := map[string]bool{}
 	for _, tg := range evaluate(r) {
 		if tg.Met == nil {
@@ -40,6 +42,8 @@ func TestSummarizeW1AndEvaluate(t *testing.T) {
 		"efficiency": true, "added p99": false, "member creates per offloaded pod": true,
 		"host status writes per offloaded pod": false, "LISTs by tether-node during the burst": true,
 		"RSS per 1,000 pods": true, "restart converged": true, "member writes during the restart": true,
+		"tether-scheduler bound/s vs default": true, "tether-scheduler all Running vs default": false,
+		"tether-scheduler emptier member's share": true,
 	}
 	for k, v := range want {
 		if verdicts[k] != v {

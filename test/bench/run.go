@@ -69,7 +69,12 @@ func run(ctx context.Context, o *options, stdout, log io.Writer) error {
 		fmt.Fprintf(log, "%s: %v\n", what, err)
 		res.Errors = append(res.Errors, fmt.Sprintf("%s: %v", what, err))
 	}
-	if o.has("w1") || o.has("w2") || o.has("w3") || o.has("w4") {
+	if o.has("w6") {
+		if o.schedulerBin, err = buildScheduler(ctx, repo, filepath.Join(work, "bin")); err != nil {
+			return err
+		}
+	}
+	if o.has("w1") || o.has("w2") || o.has("w3") || o.has("w4") || o.has("w6") {
 		if err := timedPass(ctx, o, tools, bin, filepath.Join(work, "timed"), res, log, fail); err != nil {
 			return err
 		}
@@ -121,6 +126,13 @@ func timedPass(ctx context.Context, o *options, tools *sandbox.Tools, bin, dir s
 		res.W1 = w
 		if err != nil {
 			fail("w1", err)
+		}
+	}
+	if o.has("w6") && ctx.Err() == nil {
+		w, err := runW6(ctx, e, o, o.schedulerBin, log)
+		res.W6 = w
+		if err != nil {
+			fail("w6", err)
 		}
 	}
 	if o.has("w2") && ctx.Err() == nil {

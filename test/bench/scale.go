@@ -159,7 +159,7 @@ func growScale(ctx context.Context, e *env, o *options, at func(n int, took time
 			names = append(names, fmt.Sprintf("scale-%05d", i))
 		}
 		start := time.Now()
-		errs += createPods(ctx, e.host, scaleNamespace, names, scaleSelector, o.Concurrency, nil)
+		errs += createPods(ctx, e.host, scaleNamespace, names, scaleSelector, "", o.Concurrency, nil)
 		timeout := o.RunTimeout * time.Duration(1+(step-have)/1000)
 		var running int
 		err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(context.Context) (bool, error) {

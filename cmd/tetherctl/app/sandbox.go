@@ -44,6 +44,8 @@ const (
 	sandboxWebhookHealthPort = 9444
 	// tether-descheduler's metrics and health (https).
 	sandboxDeschedulerPort = 9445
+	// tether-scheduler's metrics and health (https).
+	sandboxSchedulerPort = 9446
 )
 
 // demoNamespace is the sandbox's namespace whose pods are offloaded (label tether.io/offload=enabled).
@@ -173,10 +175,19 @@ func newSandboxUpCommand() *cobra.Command {
 	return cmd
 }
 
-// ensureTether starts tether-node, tether-webhook and tether-descheduler unless they run, and waits until the first
-// two work.
+// ensureTether starts tether-node, tether-webhook, tether-descheduler and tether-scheduler unless they run, and waits
+// until they work. The webhook sends offloaded pods to tether-scheduler's profile.
 func ensureTether(ctx context.Context, out io.Writer, st *sandbox.State, binDir string) error {
 	policy, err := st.WriteDeschedulerPolicy(sandbox.DeschedulerPolicyFile, sandbox.DemoDeschedulerPolicy())
+	if err != nil {
+		return err
+	}
+	// The host's scheduler has kube-scheduler's default client limits, or none with --disable-qps-limits: the same here.
+	qps, burst := 50.0, 100
+	if st.QPSLimitsDisabled {
+		qps, burst = 5000, 10000
+	}
+	schedConfig, err := st.WriteFile(sandbox.SchedulerConfigFile, sandbox.SchedulerConfig(st.Host().Kubeconfig, qps, burst))
 	if err != nil {
 		return err
 	}
@@ -185,8 +196,10 @@ func ensureTether(ctx context.Context, out io.Writer, st *sandbox.State, binDir 
 		args []string
 	}{
 		{sandbox.TetherNode, st.TetherNodeArgs(filepath.Join(binDir, sandbox.TetherNode), sandboxKubeletPort)},
-		{sandbox.TetherWebhook, st.WebhookArgs(filepath.Join(binDir, sandbox.TetherWebhook), sandboxWebhookPort, sandboxWebhookHealthPort)},
+		{sandbox.TetherWebhook, st.WebhookArgs(filepath.Join(binDir, sandbox.TetherWebhook), sandboxWebhookPort, sandboxWebhookHealthPort,
+			"--scheduler-name", api.SchedulerName)},
 		{sandbox.TetherDescheduler, st.DeschedulerArgs(filepath.Join(binDir, sandbox.TetherDescheduler), policy, sandboxDeschedulerPort)},
+		{sandbox.TetherScheduler, st.SchedulerArgs(filepath.Join(binDir, sandbox.TetherScheduler), schedConfig, sandboxSchedulerPort)},
 	}
 	for _, p := range procs {
 		if _, err := os.Stat(p.args[0]); err != nil {
@@ -212,14 +225,18 @@ func ensureTether(ctx context.Context, out io.Writer, st *sandbox.State, binDir 
 	if err := st.WaitWebhook(ctx, demoNamespace, time.Minute); err != nil {
 		return fmt.Errorf("webhook not answering (see %s): %w", st.Process(sandbox.TetherWebhook).Log, err)
 	}
+	if err := sandbox.WaitScheduler(ctx, sandboxSchedulerPort, time.Minute); err != nil {
+		return fmt.Errorf("tether-scheduler not healthy (see %s): %w", st.Process(sandbox.TetherScheduler).Log, err)
+	}
 	return nil
 }
 
 // demoManifest is a Deployment that runs through the virtual nodes, written into the sandbox for printTry.
 const demoManifest = "demo.yaml"
 
-const demoDeployment = `# In namespace demo (label tether.io/offload=enabled) tether-webhook adds the virtual nodes' toleration and parks
-# disktype=ssd: the host picks member m2 (tether.io/member stays on the host pod), m2 puts the pods on its ssd node.
+const demoDeployment = `# In namespace demo (label tether.io/offload=enabled) tether-webhook adds the virtual nodes' toleration, parks
+# disktype=ssd and sends the pods to tether-scheduler, which binds them to tether-m2: only member m2 has an ssd node.
+# m2's own scheduler puts them there.
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -233,7 +250,7 @@ spec:
     metadata:
       labels: {app: demo}
     spec:
-      nodeSelector: {disktype: ssd, tether.io/member: m2}
+      nodeSelector: {disktype: ssd}
       containers:
       - name: app
         image: registry.example/demo:1
