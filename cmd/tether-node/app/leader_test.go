@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -101,7 +102,7 @@ func TestStandbyServesOnlyOnceTheLeaderIsGone(t *testing.T) {
 	}
 	// Released: b takes over well before the lease would have expired had a died.
 	within(t, bStarted, 5*time.Second, "b leads")
-	if got, want := j.snapshot(), []string{"a start", "a stop", "b start"}; !equal(got, want) {
+	if got, want := j.snapshot(), []string{"a start", "a stop", "b start"}; !slices.Equal(got, want) {
 		t.Errorf("journal %q, want %q", got, want)
 	}
 	if got := holder(t, cs); got != "b" {
@@ -176,19 +177,7 @@ func TestStandbyStopsCleanly(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("standby did not return")
 	}
-	if got, want := j.snapshot(), []string{"a start"}; !equal(got, want) {
+	if got, want := j.snapshot(), []string{"a start"}; !slices.Equal(got, want) {
 		t.Errorf("journal %q, want %q", got, want)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
