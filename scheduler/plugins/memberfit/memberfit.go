@@ -265,7 +265,8 @@ func describe(l corev1.ResourceList) string {
 // inFlight are the request vectors of the pods on the virtual node that the summary cannot show yet: assumed by
 // this scheduler but not bound, or bound after the summary was made (at the summary's second precision, a pod
 // bound in that second counts as shown: the error is towards "fits", which the member corrects and the
-// descheduler recovers).
+// descheduler recovers). Their requests come from the scheduler's own cache of them (PodInfo.CalculateResource):
+// this runs for every pod and virtual node, and a burst puts many pods in flight.
 func inFlight(sum *summary, ni fwk.NodeInfo) [][]int64 {
 	var out [][]int64
 	at := sum.At.Unix()
@@ -277,9 +278,7 @@ func inFlight(sum *summary, ni fwk.NodeInfo) [][]int64 {
 		if bound, ok := scheduledAt(pod); ok && bound <= at {
 			continue
 		}
-		v, _ := sum.vector(resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{}))
-		v[sum.podsCol]++
-		out = append(out, v)
+		out = append(out, sum.resourceVector(pi.CalculateResource().Resource))
 	}
 	return out
 }

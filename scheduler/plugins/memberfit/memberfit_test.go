@@ -381,3 +381,29 @@ func BenchmarkFilter(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFilterBusyNode is Filter on a virtual node holding 500 pods, 100 of them in flight (a burst).
+func BenchmarkFilterBusyNode(b *testing.B) {
+	pl, _ := New(b.Context(), nil, nil)
+	p := pl.(*Plugin)
+	at := time.Now().Truncate(time.Second)
+	before, after := at.Add(-time.Minute), at.Add(2*time.Second)
+	ni := framework.NewNodeInfo()
+	ni.SetNode(thousandsNode())
+	for i := range 500 {
+		when := &before
+		if i%5 == 0 {
+			when = &after
+		}
+		ni.AddPod(bound(fmt.Sprintf("p-%d", i), "100m", when))
+	}
+	pod := makePod(withCPU("3"))
+	state := framework.NewCycleState()
+	p.PreFilter(b.Context(), state, pod, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if st := p.Filter(b.Context(), state, pod, ni); !st.IsSuccess() {
+			b.Fatal(st)
+		}
+	}
+}

@@ -1,10 +1,12 @@
 package memberfit
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/tetherkube/tether/api"
 )
@@ -14,6 +16,8 @@ type summary struct {
 	api.NodeSummary
 	col     map[corev1.ResourceName]int
 	podsCol int
+	// byCPU is every free vector (class, index) by decreasing CPU: where pods in flight take their room.
+	byCPU [][2]int
 }
 
 func parseSummary(raw string) (*summary, error) {
@@ -40,6 +44,15 @@ func parseSummary(raw string) (*summary, error) {
 		out.col[corev1.ResourcePods] = pods
 	}
 	out.podsCol = pods
+	cpu := out.col[corev1.ResourceCPU] // 0 when absent: any column serves to choose
+	for i, c := range out.Classes {
+		for j := range c.Free {
+			out.byCPU = append(out.byCPU, [2]int{i, j})
+		}
+	}
+	slices.SortStableFunc(out.byCPU, func(a, b [2]int) int {
+		return cmp.Compare(out.Classes[b[0]].Free[b[1]][cpu], out.Classes[a[0]].Free[a[1]][cpu])
+	})
 	return out, nil
 }
 
@@ -65,9 +78,31 @@ func (s *summary) vector(l corev1.ResourceList) (v []int64, missing []string) {
 	return v, missing
 }
 
-// free is every class's free vectors less the pods in flight: each takes its room from the vector with the most
-// CPU that holds it (what a member scheduler spreading by least allocation would do), or from nothing when none
-// does. Without pods in flight it is the summary's own vectors, not copied.
+// resourceVector is a pod's requests as the scheduler caches them, plus the pod itself, in the summary's columns;
+// resources the member does not offer are left out (such a pod fits no vector and takes nothing).
+func (s *summary) resourceVector(r fwk.Resource) []int64 {
+	v := make([]int64, len(s.Resources))
+	for i, name := range s.Resources {
+		switch name {
+		case corev1.ResourceCPU:
+			v[i] = r.GetMilliCPU()
+		case corev1.ResourceMemory:
+			v[i] = r.GetMemory()
+		case corev1.ResourceEphemeralStorage:
+			v[i] = r.GetEphemeralStorage()
+		case corev1.ResourcePods:
+			v[i] = 1
+		default:
+			v[i] = r.GetScalarResources()[name]
+		}
+	}
+	return v
+}
+
+// free is every class's free vectors less the pods in flight: each takes its room from the vector with the most CPU
+// (as the summary shows it) that holds it — what a member scheduler spreading by least allocation would do — or
+// from nothing when none does. Only the vectors that lose room are copied; without pods in flight it is the
+// summary's own vectors.
 func (s *summary) free(flight [][]int64) [][][]int64 {
 	out := make([][][]int64, len(s.Classes))
 	for i, c := range s.Classes {
@@ -76,24 +111,26 @@ func (s *summary) free(flight [][]int64) [][][]int64 {
 	if len(flight) == 0 {
 		return out
 	}
-	for i := range out {
-		out[i] = make([][]int64, len(s.Classes[i].Free))
-		for j, f := range s.Classes[i].Free {
-			out[i][j] = slices.Clone(f)
-		}
-	}
-	cpu := s.col[corev1.ResourceCPU] // 0 when absent: any column serves to choose
+	copied := make(map[[2]int]bool)
 	for _, req := range flight {
-		var best []int64
-		for _, class := range out {
-			for _, f := range class {
-				if fits(f, req) && (best == nil || f[cpu] > best[cpu]) {
-					best = f
-				}
+		for _, at := range s.byCPU {
+			f := out[at[0]][at[1]]
+			if !fits(f, req) {
+				continue
 			}
-		}
-		for k := range best {
-			best[k] -= req[k]
+			if !copied[at] {
+				if !copied[[2]int{at[0], -1}] { // the class's slice of vectors, once
+					out[at[0]] = slices.Clone(out[at[0]])
+					copied[[2]int{at[0], -1}] = true
+				}
+				f = slices.Clone(f)
+				out[at[0]][at[1]] = f
+				copied[at] = true
+			}
+			for k := range f {
+				f[k] -= req[k]
+			}
+			break
 		}
 	}
 	return out
