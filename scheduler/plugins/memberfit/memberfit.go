@@ -122,7 +122,7 @@ func (p *Plugin) podState(pod *corev1.Pod) *podState {
 	return st
 }
 
-// PreFilterExtensions: the plugin keeps no state that other pods change.
+// PreFilterExtensions is nil: the plugin keeps no state that other pods change.
 func (p *Plugin) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
 
 func readState(state fwk.CycleState) (*podState, error) {
@@ -328,7 +328,7 @@ func roomLeft(req corev1.ResourceList, alloc, used fwk.Resource, pods int) int64
 	return left
 }
 
-// ScoreExtensions: MemberFit normalises its scores.
+// ScoreExtensions is the plugin itself: MemberFit normalises its scores.
 func (p *Plugin) ScoreExtensions() fwk.ScoreExtensions { return p }
 
 // NormalizeScore maps the raw shares onto 0–99 against the largest, and adds 1 to the nodes with the most room.
@@ -344,7 +344,7 @@ func (p *Plugin) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *corev1.P
 		raw := scores[i].Score
 		n := int64(0)
 		if top > 0 {
-			n = raw * (fwk.MaxNodeScore - 1) / top
+			n = raw * (fwk.MaxScore - 1) / top
 		}
 		if raw == top {
 			n++
@@ -354,8 +354,8 @@ func (p *Plugin) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *corev1.P
 	return nil
 }
 
-// EventsToRegister: a pod this plugin refused may fit after a virtual node is added or its summary, labels, taints
-// or allocatable change, or after a pod leaves a virtual node.
+// EventsToRegister says when a pod this plugin refused may fit: after a virtual node is added or its summary, labels,
+// taints or allocatable change, or after a pod leaves a virtual node.
 func (p *Plugin) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAnnotation | fwk.UpdateNodeLabel | fwk.UpdateNodeTaint | fwk.UpdateNodeAllocatable},

@@ -251,8 +251,8 @@ func TestScoreSpreadsAcrossMembers(t *testing.T) {
 	if st := pl.NormalizeScore(t.Context(), state, pod, scores); !st.IsSuccess() {
 		t.Fatal(st)
 	}
-	if scores[1].Score != fwk.MaxNodeScore || scores[0].Score >= scores[1].Score {
-		t.Errorf("normalised %v: want tether-m2 at %d and tether-m1 below it", scores, fwk.MaxNodeScore)
+	if scores[1].Score != fwk.MaxScore || scores[0].Score >= scores[1].Score {
+		t.Errorf("normalised %v: want tether-m2 at %d and tether-m1 below it", scores, fwk.MaxScore)
 	}
 }
 
