@@ -24,11 +24,14 @@ import (
 const TetherNode = "tether-node"
 
 // TetherNodeArgs are the arguments the sandbox and the e2e suites give tether-node: the host, every member by flag,
-// the kubelet API on 127.0.0.1:kubeletPort, and extra. The first member's node is published on kubeletPort, member
+// the kubelet API on 127.0.0.1:kubeletPort, no metrics listener, and extra. The first member's node is published on kubeletPort, member
 // i (from 0) on kubeletPort+i, so that each node's /stats/summary and /metrics/resource are its own.
 func (s *State) TetherNodeArgs(bin string, kubeletPort int, extra ...string) []string {
+	// No metrics listener on the default :10256: two tether-nodes on one machine (a sandbox and an e2e run) would
+	// collide; who reads metrics passes an address of its own (later flags win).
 	args := []string{bin, "--kubeconfig", s.Host().Kubeconfig, "--kubelet-address", "127.0.0.1",
-		"--kubelet-bind-address", "127.0.0.1", "--kubelet-port", strconv.Itoa(kubeletPort), "--client-ca-file", s.KubeletClientCA}
+		"--kubelet-bind-address", "127.0.0.1", "--kubelet-port", strconv.Itoa(kubeletPort), "--client-ca-file", s.KubeletClientCA,
+		"--metrics-address", ""}
 	for i, m := range s.Members() {
 		args = append(args, "--member", m.Name+"="+m.Kubeconfig)
 		if i > 0 {
