@@ -17,7 +17,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tetherkube/tether/api"
-	"github.com/tetherkube/tether/internal/sandbox"
 	"github.com/tetherkube/tether/test/e2e/framework"
 )
 
@@ -44,29 +43,7 @@ func node(member string) string { return api.NodeName(api.DefaultNodePrefix, mem
 // digest shows largest, per member, the largest free CPU on one of its usable nodes.
 func free(t *testing.T, cpu map[string]map[string]string, largest map[string]string) {
 	t.Helper()
-	total := resource.MustParse(sandbox.DefaultNodeCPU)
-	for member, nodes := range cpu {
-		m := env.Member(t, member)
-		ns := m.Namespace(t, nil)
-		for n, left := range nodes {
-			take := total.DeepCopy()
-			take.Sub(resource.MustParse(left))
-			p := &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: "fill-" + n},
-				Spec: corev1.PodSpec{NodeName: n, Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					Containers: []corev1.Container{{Name: "fill", Image: "registry.example/fill:1",
-						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: take}}}}},
-			}
-			if _, err := m.Client.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{}); err != nil {
-				t.Fatalf("%s: filler on %s: %v", member, n, err)
-			}
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				_ = m.Client.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
-			})
-		}
-	}
+	env.LeaveFree(t, cpu)
 	waitLargestFree(t, largest)
 }
 

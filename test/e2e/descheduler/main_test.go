@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -36,34 +35,7 @@ func durationEnv(name string, def time.Duration) time.Duration {
 	return def
 }
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-// run is framework.Run with tether-descheduler started beside the clusters (built from this checkout), in place of
-// a sandbox's own for the duration of the run.
-func run(m *testing.M) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	e, err := framework.Setup(ctx, os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e setup:", err)
-		return 1
-	}
-	env = e
-	restore, err := startDescheduler(ctx, e)
-	code := 1
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e setup:", err)
-	} else {
-		code = m.Run()
-	}
-	if err := errors.Join(restore(), e.Teardown(context.WithoutCancel(ctx))); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e teardown:", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	return code
-}
+func TestMain(m *testing.M) { os.Exit(framework.RunWith(m, &env, startDescheduler)) }
 
 // startDescheduler builds tether-descheduler and runs it with the suite's policy; restore stops it and starts again
 // what ran before (a sandbox's own), if anything.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -59,7 +60,11 @@ type Cluster struct {
 //
 //	var env *framework.Env
 //	func TestMain(m *testing.M) { os.Exit(framework.Run(m, &env)) }
-func Run(m *testing.M, env **Env) int {
+func Run(m *testing.M, env **Env) int { return RunWith(m, env, nil) }
+
+// RunWith is Run with start called once the clusters are up (a suite's own processes beside them, in place of a
+// sandbox's); the tests run only if it succeeds, and its restore runs before the teardown in any case.
+func RunWith(m *testing.M, env **Env, start func(ctx context.Context, e *Env) (restore func() error, err error)) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	e, err := Setup(ctx, os.Stderr)
@@ -68,8 +73,17 @@ func Run(m *testing.M, env **Env) int {
 		return 1
 	}
 	*env = e
-	code := m.Run()
-	if err := e.Teardown(context.WithoutCancel(ctx)); err != nil {
+	restore := func() error { return nil }
+	if start != nil {
+		restore, err = start(ctx, e)
+	}
+	code := 1
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+	} else {
+		code = m.Run()
+	}
+	if err := errors.Join(restore(), e.Teardown(context.WithoutCancel(ctx))); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e teardown:", err)
 		if code == 0 {
 			code = 1
@@ -455,5 +469,35 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func(ctx 
 	})
 	if err != nil {
 		t.Fatalf("%s: not within %s: %v", what, timeout, errors.Join(last, err))
+	}
+}
+
+// LeaveFree leaves, on each member node named (member → node → CPU), that much of its DefaultNodeCPU free: a pod of
+// the member's own (not Tether's) on that node takes the rest, until the test ends.
+func (e *Env) LeaveFree(t testing.TB, cpu map[string]map[string]string) {
+	t.Helper()
+	total := resource.MustParse(sandbox.DefaultNodeCPU)
+	for member, nodes := range cpu {
+		m := e.Member(t, member)
+		ns := m.Namespace(t, nil)
+		for n, left := range nodes {
+			take := total.DeepCopy()
+			take.Sub(resource.MustParse(left))
+			p := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: "fill-" + n},
+				Spec: corev1.PodSpec{NodeName: n, Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					Containers: []corev1.Container{{Name: "fill", Image: "registry.example/fill:1",
+						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: take}}}}},
+			}
+			if _, err := m.Client.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{}); err != nil {
+				t.Fatalf("%s: filler on %s: %v", member, n, err)
+			}
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				zero := int64(0)
+				_ = m.Client.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+			})
+		}
 	}
 }

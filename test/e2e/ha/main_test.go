@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"syscall"
@@ -33,34 +32,7 @@ type replica struct {
 	args        []string
 }
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-// run is framework.Run with the harness's tether-node replaced by two replicas with leader election for the
-// duration of the run; the original comes back at the end.
-func run(m *testing.M) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	e, err := framework.Setup(ctx, os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e setup:", err)
-		return 1
-	}
-	env = e
-	restore, err := startReplicas(ctx, e)
-	code := 1
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e setup:", err)
-	} else {
-		code = m.Run()
-	}
-	if err := errors.Join(restore(), e.Teardown(context.WithoutCancel(ctx))); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e teardown:", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	return code
-}
+func TestMain(m *testing.M) { os.Exit(framework.RunWith(m, &env, startReplicas)) }
 
 // portFlags are the flags of the original arguments each replica sets for itself.
 var portFlags = []string{"--kubelet-port", "--member-kubelet-port", "--metrics-address", "--debug-address", "--leader-elect-identity"}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,34 +32,7 @@ var (
 	tetherctl string
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-// run is framework.Run with tetherctl built, and tether-node serving member Secrets only for the duration of the
-// run (then it runs again as before, with its --member flags).
-func run(m *testing.M) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	e, err := framework.Setup(ctx, os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e setup:", err)
-		return 1
-	}
-	env = e
-	restore, err := setup(ctx, e)
-	code := 1
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e setup:", err)
-	} else {
-		code = m.Run()
-	}
-	if err := errors.Join(restore(), e.Teardown(context.WithoutCancel(ctx))); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e teardown:", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	return code
-}
+func TestMain(m *testing.M) { os.Exit(framework.RunWith(m, &env, setup)) }
 
 // setup builds tetherctl, and replaces the running tether-node by one with the same arguments but no member flags;
 // restore puts the previous one back.
