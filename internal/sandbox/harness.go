@@ -183,6 +183,9 @@ func up(ctx context.Context, cfg Config, st *State) error {
 			return fmt.Errorf("step wait for %s: %w", c.Name, err)
 		}
 	}
+	if err := restartDeadMetricsServers(st); err != nil {
+		return fmt.Errorf("step metrics-server: %w", err)
+	}
 	// Tether's own namespace in the host (member Secrets, the webhook's certificate).
 	cs, err := clientFor(st.Host().Kubeconfig)
 	if err != nil {
