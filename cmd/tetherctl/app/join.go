@@ -93,32 +93,11 @@ func exactlyOneName(_ *cobra.Command, args []string) error {
 }
 
 func (o *joinOptions) joiner(ctx context.Context, name string, out io.Writer) (*joiner, error) {
-	var errs []error
-	if err := registry.ValidateMemberName(name, o.host.nodePrefix); err != nil {
-		errs = append(errs, err)
-	}
-	if o.timeout <= 0 {
-		errs = append(errs, fmt.Errorf("--timeout %s: must be positive", o.timeout))
-	}
-	mcfg, ep, err := o.member.config()
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	member, err := kubernetes.NewForConfig(mcfg)
-	if err != nil {
-		return nil, fmt.Errorf("member client: %w", err)
-	}
-	host, err := o.host.client()
+	c, err := connect(ctx, name, o.timeout, &o.host, &o.member)
 	if err != nil {
 		return nil, err
 	}
-	clusterID, err := o.host.resolveClusterID(ctx, host)
-	if err != nil {
-		return nil, err
-	}
+	host, member, ep, clusterID := c.host, c.member, c.endpoint, c.clusterID
 	return &joiner{name: name, host: host, member: member, endpoint: ep, clusterID: clusterID,
 		namespace: o.host.namespace, nodePrefix: o.host.nodePrefix, timeout: o.timeout, wait: o.wait,
 		out: out, poll: 500 * time.Millisecond, verify: verifyIdentity}, nil

@@ -18,7 +18,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/api"
-	"github.com/tetherkube/tether/provider/registry"
 )
 
 const leaveLong = `Remove a member cluster from the host, and everything of Tether from the member.
@@ -74,32 +73,11 @@ func newLeaveCommand() *cobra.Command {
 }
 
 func (o *leaveOptions) leaver(ctx context.Context, name string, out io.Writer) (*leaver, error) {
-	var errs []error
-	if err := registry.ValidateMemberName(name, o.host.nodePrefix); err != nil {
-		errs = append(errs, err)
-	}
-	if o.timeout <= 0 {
-		errs = append(errs, fmt.Errorf("--timeout %s: must be positive", o.timeout))
-	}
-	mcfg, ep, err := o.member.config()
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	member, err := kubernetes.NewForConfig(mcfg)
-	if err != nil {
-		return nil, fmt.Errorf("member client: %w", err)
-	}
-	host, err := o.host.client()
+	c, err := connect(ctx, name, o.timeout, &o.host, &o.member)
 	if err != nil {
 		return nil, err
 	}
-	clusterID, err := o.host.resolveClusterID(ctx, host)
-	if err != nil {
-		return nil, err
-	}
+	host, member, ep, clusterID := c.host, c.member, c.endpoint, c.clusterID
 	return &leaver{name: name, host: host, member: member, endpoint: ep, clusterID: clusterID, namespace: o.host.namespace,
 		nodePrefix: o.host.nodePrefix, timeout: o.timeout, force: o.force, out: out, poll: 500 * time.Millisecond}, nil
 }

@@ -265,3 +265,42 @@ func completeMembers(o *hostOptions) cobra.CompletionFunc {
 		return names, cobra.ShellCompDirectiveNoFileComp
 	}
 }
+
+// clusters are what join and leave work on: both clients, the member's endpoint and the host's cluster id.
+type clusters struct {
+	host, member kubernetes.Interface
+	endpoint     endpoint
+	clusterID    string
+}
+
+// connect checks the member name, the timeout and the member flags (every problem at once), then connects to both
+// clusters.
+func connect(ctx context.Context, name string, timeout time.Duration, h *hostOptions, m *memberOptions) (clusters, error) {
+	var errs []error
+	if err := registry.ValidateMemberName(name, h.nodePrefix); err != nil {
+		errs = append(errs, err)
+	}
+	if timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--timeout %s: must be positive", timeout))
+	}
+	mcfg, ep, err := m.config()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return clusters{}, err
+	}
+	member, err := kubernetes.NewForConfig(mcfg)
+	if err != nil {
+		return clusters{}, fmt.Errorf("member client: %w", err)
+	}
+	host, err := h.client()
+	if err != nil {
+		return clusters{}, err
+	}
+	clusterID, err := h.resolveClusterID(ctx, host)
+	if err != nil {
+		return clusters{}, err
+	}
+	return clusters{host: host, member: member, endpoint: ep, clusterID: clusterID}, nil
+}
