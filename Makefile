@@ -6,6 +6,11 @@ PHASE       := hack/phase.sh
 # Packages with unit tests: all but the e2e suites, which need the harness.
 UNIT_PKGS    = $(shell $(GO) list ./... | grep -v /test/e2e)
 E2E_TIMEOUT ?= 30m
+# One set of Go build settings for every build here (binaries, vet, lint, tests, the control plane, the images):
+# static binaries without local paths, as the images ship them, so that `make images` links what `make build` and
+# the tests compiled instead of compiling everything (k8s.io/kubernetes included) a second time.
+export CGO_ENABLED := 0
+export GOFLAGS := -trimpath $(filter-out -trimpath,$(GOFLAGS))
 
 export SANDBOX_DIR
 # The e2e packages run in their own folders: a relative TETHER_E2E_CLUSTERS must be made absolute here.
@@ -88,8 +93,8 @@ IMAGE_TAG      ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/
 IMAGES_DIR     ?= $(BIN)/images
 IMAGE_BINARIES := tether-node tether-webhook tether-descheduler tetherctl $(if $(wildcard scheduler/cmd/tether-scheduler/main.go),tether-scheduler)
 images:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(IMAGES_DIR)/bin/ ./cmd/...
-	$(if $(filter tether-scheduler,$(IMAGE_BINARIES)),cd scheduler && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(IMAGES_DIR)/bin/ ./cmd/tether-scheduler)
+	$(GO) build -ldflags "-s -w" -o $(IMAGES_DIR)/bin/ ./cmd/...
+	$(if $(filter tether-scheduler,$(IMAGE_BINARIES)),cd scheduler && $(GO) build -ldflags "-s -w $(SCHED_LDFLAGS)" -o $(IMAGES_DIR)/bin/ ./cmd/tether-scheduler)
 	cd hack/images && SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) $(GO) run . -bin-dir $(IMAGES_DIR)/bin -out $(IMAGES_DIR) \
 	  -registry $(IMAGE_REGISTRY) -tag $(IMAGE_TAG) -revision "$$(git rev-parse HEAD 2>/dev/null)" $(IMAGE_BINARIES)
 
