@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,13 +51,17 @@ const joinExample = `  # Join a cluster with a kubeconfig of an administrator of
   tetherctl join edge --api-server https://10.0.0.7:6443 --token "$(cat edge.token)" --ca-file edge-ca.crt
 
   # Against another host cluster than the current context
-  tetherctl join east --member-kubeconfig east.yaml --kubeconfig host.yaml`
+  tetherctl join east --member-kubeconfig east.yaml --kubeconfig host.yaml
+
+  # Give the member's virtual node a kubelet API port of its own (its /stats/summary then answers for it alone)
+  tetherctl join west --member-kubeconfig west.yaml --kubelet-port 10251`
 
 type joinOptions struct {
-	host    hostOptions
-	member  memberOptions
-	timeout time.Duration
-	wait    bool
+	host        hostOptions
+	member      memberOptions
+	timeout     time.Duration
+	wait        bool
+	kubeletPort int
 }
 
 func newJoinCommand() *cobra.Command {
@@ -81,6 +86,7 @@ func newJoinCommand() *cobra.Command {
 	o.member.addFlags(cmd)
 	cmd.Flags().DurationVar(&o.timeout, "timeout", time.Minute, "how long to wait for the member's token (and with --wait for the virtual node)")
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait until tether-node serves the member and its virtual node is Ready")
+	cmd.Flags().IntVar(&o.kubeletPort, "kubelet-port", 0, "a kubelet API port of its own for the member's virtual node (annotation "+api.AnnotationKubeletPort+" on the member Secret, as tether-node's --member-kubelet-port; 0: tether-node's --kubelet-port, shared)")
 	return cmd
 }
 
@@ -93,6 +99,9 @@ func exactlyOneName(_ *cobra.Command, args []string) error {
 }
 
 func (o *joinOptions) joiner(ctx context.Context, name string, out io.Writer) (*joiner, error) {
+	if o.kubeletPort < 0 || o.kubeletPort > 65535 {
+		return nil, fmt.Errorf("--kubelet-port %d: want a port (1-65535), or 0 for none", o.kubeletPort)
+	}
 	c, err := connect(ctx, name, o.timeout, &o.host, &o.member)
 	if err != nil {
 		return nil, err
@@ -100,7 +109,7 @@ func (o *joinOptions) joiner(ctx context.Context, name string, out io.Writer) (*
 	host, member, ep, clusterID := c.host, c.member, c.endpoint, c.clusterID
 	return &joiner{name: name, host: host, member: member, endpoint: ep, clusterID: clusterID,
 		namespace: o.host.namespace, nodePrefix: o.host.nodePrefix, timeout: o.timeout, wait: o.wait,
-		out: out, poll: 500 * time.Millisecond, verify: verifyIdentity}, nil
+		kubeletPort: o.kubeletPort, out: out, poll: 500 * time.Millisecond, verify: verifyIdentity}, nil
 }
 
 // joiner joins one member.
@@ -113,7 +122,9 @@ type joiner struct {
 	nodePrefix    string
 	timeout, poll time.Duration
 	wait          bool
-	out           io.Writer
+	// kubeletPort, when not 0, goes on the member Secret as api.AnnotationKubeletPort.
+	kubeletPort int
+	out         io.Writer
 	// verify checks the member kubeconfig before the host gets it (nil: not checked).
 	verify func(ctx context.Context, kubeconfig []byte, timeout time.Duration) error
 }
@@ -404,6 +415,10 @@ func (j *joiner) writeMemberSecret(ctx context.Context, kubeconfig []byte) error
 	labels[api.LabelMember] = j.name
 	ac := corev1ac.Secret(name, j.namespace).WithLabels(labels).WithType(corev1.SecretTypeOpaque).
 		WithData(map[string][]byte{api.MemberSecretKubeconfig: kubeconfig})
+	if j.kubeletPort != 0 {
+		// Applied with the rest: joining again without --kubelet-port removes it.
+		ac.WithAnnotations(map[string]string{api.AnnotationKubeletPort: strconv.Itoa(j.kubeletPort)})
+	}
 	var before metav1.Object
 	if have, err := core.Secrets(j.namespace).Get(ctx, name, metav1.GetOptions{}); err == nil {
 		before = have

@@ -123,6 +123,36 @@ func TestJoinTakesTheTokenSecretsCA(t *testing.T) {
 	}
 }
 
+// --kubelet-port goes on the member Secret as tether-node's annotation, which tether-node accepts.
+func TestJoinKubeletPort(t *testing.T) {
+	host, member := hostCluster(), memberWithTokenController()
+	ctx := testContext(t)
+	j, _ := newTestJoiner("m2", host, member, epM1)
+	j.kubeletPort = 10251
+	if err := j.run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := host.CoreV1().Secrets(api.DefaultNamespace).Get(ctx, api.MemberSecretName("m2"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Annotations[api.AnnotationKubeletPort]; got != "10251" {
+		t.Errorf("annotation %s = %q, want 10251", api.AnnotationKubeletPort, got)
+	}
+	if p, err := registry.ParsePort(s.Annotations[api.AnnotationKubeletPort]); err != nil || p != 10251 {
+		t.Errorf("tether-node reads port %d, %v", p, err)
+	}
+}
+
+func TestJoinKubeletPortRange(t *testing.T) {
+	for _, p := range []int{-1, 65536} {
+		o := joinOptions{kubeletPort: p}
+		if _, err := o.joiner(testContext(t), "m1", &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--kubelet-port") {
+			t.Errorf("--kubelet-port %d: %v", p, err)
+		}
+	}
+}
+
 // Joining twice leaves every object as it was (the fake bumps resource versions on every apply, so the objects
 // themselves are compared), and says so.
 func TestJoinIsIdempotent(t *testing.T) {
