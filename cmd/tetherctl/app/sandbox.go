@@ -57,21 +57,25 @@ func (o *sandboxOptions) addFlags(cmd *cobra.Command) {
 		defDir = ".sandbox"
 	}
 	cmd.Flags().StringVar(&o.dir, "dir", defDir, "folder of the sandbox's kubeconfigs and state ($SANDBOX_DIR)")
-	cmd.Flags().StringVar(&o.repo, "repo", "", "Tether's repository root, which pins the control-plane versions under hack/tools (default: found above the working directory)")
+	cmd.Flags().StringVar(&o.repo, "repo", "", "Tether's repository root: the pins of hack/tools (control plane, helm) and charts/tether (default: found above the working directory)")
 	cmd.Flags().StringVar(&o.cacheDir, "cache-dir", "", "where built control-plane binaries are kept (default $TETHER_CACHE_DIR or ~/.cache/tether)")
 }
 
+// repoRoot is --repo, else the repository above the working directory.
+func (o *sandboxOptions) repoRoot() (string, error) {
+	if o.repo != "" {
+		return filepath.Abs(o.repo)
+	}
+	return sandbox.FindRepoRoot(".")
+}
+
 func (o *sandboxOptions) tools(ctx context.Context, log io.Writer) (*sandbox.Tools, error) {
-	repo := o.repo
-	if repo == "" {
-		var err error
-		if repo, err = sandbox.FindRepoRoot("."); err != nil {
-			return nil, err
-		}
+	repo, err := o.repoRoot()
+	if err != nil {
+		return nil, err
 	}
 	cache := o.cacheDir
 	if cache == "" {
-		var err error
 		if cache, err = sandbox.DefaultCacheDir(); err != nil {
 			return nil, err
 		}
@@ -126,9 +130,13 @@ func newSandboxUpCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			repo, err := o.repoRoot()
+			if err != nil {
+				return err
+			}
 			if st, err := sandbox.Load(o.dir); err == nil && sandbox.Healthy(ctx, st) == nil {
 				fmt.Fprintf(out, "a sandbox is already up in %s\n", st.Dir)
-				if err := ensureTether(ctx, out, st, binDir); err != nil {
+				if err := ensureTether(ctx, out, st, binDir, repo); err != nil {
 					return err
 				}
 				printTry(out, st)
@@ -152,7 +160,7 @@ func newSandboxUpCommand() *cobra.Command {
 			if err := linkKubectl(st); err != nil {
 				return err
 			}
-			if err := ensureTether(ctx, out, st, binDir); err != nil {
+			if err := ensureTether(ctx, out, st, binDir, repo); err != nil {
 				// Leave nothing half-started behind.
 				downCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 				defer cancel()
@@ -170,16 +178,40 @@ func newSandboxUpCommand() *cobra.Command {
 	cmd.Flags().StringVar(&node.Memory, "node-memory", sandbox.DefaultNodeMemory, "memory of each member node")
 	cmd.Flags().IntVar(&node.Pods, "node-pods", sandbox.DefaultNodePods, "pod capacity of each member node")
 	cmd.Flags().StringArrayVar(&memberLabels, "member-labels", nil, "extra node labels, MEMBER=k=v[,k=v] for all nodes of a member or MEMBER/INDEX=k=v for one (repeatable)")
-	cmd.Flags().StringVar(&binDir, "bin-dir", "", "folder of the tether-node, tether-webhook and tether-descheduler binaries to run (default: beside tetherctl)")
+	cmd.Flags().StringVar(&binDir, "bin-dir", "", "folder of the tether-node, tether-webhook, tether-descheduler, tether-scheduler and tetherctl binaries to run (default: beside tetherctl)")
 	cmd.Flags().BoolVar(&disableQPSLimits, "disable-qps-limits", false, "lift client rate limits and API priority and fairness in every control plane (benchmarks)")
 	return cmd
 }
 
-// ensureTether starts tether-node, tether-webhook, tether-descheduler and tether-scheduler unless they run, and waits
-// until they work. The webhook sends offloaded pods to tether-scheduler's profile.
-func ensureTether(ctx context.Context, out io.Writer, st *sandbox.State, binDir string) error {
-	policy, err := st.WriteDeschedulerPolicy(sandbox.DeschedulerPolicyFile, sandbox.DemoDeschedulerPolicy())
+// sandboxChartValues are the chart values of the sandbox, on top of sandbox.ChartValues: pods stuck in their member
+// move after 10 s, looked for every 5 s, so that a demo sees it happen within half a minute.
+var sandboxChartValues = []string{"descheduler.deschedulingInterval=5s", "descheduler.memberUnschedulable.unschedulableFor=10s"}
+
+// ensureTether installs Tether as charts/tether would (its ServiceAccounts and roles in the host, members joined with
+// `tetherctl join`), starts tether-node, tether-webhook, tether-descheduler and tether-scheduler with the chart's
+// arguments and identities unless they run, and waits until they work. The chart's webhook sends offloaded pods to
+// tether-scheduler's profile.
+func ensureTether(ctx context.Context, out io.Writer, st *sandbox.State, binDir, repo string) error {
+	bin := func(name string) (string, error) {
+		p := filepath.Join(binDir, name)
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s: %w (run make build)", name, err)
+		}
+		return p, nil
+	}
+	tetherctl, err := bin("tetherctl")
 	if err != nil {
+		return err
+	}
+	helm, err := sandbox.EnsureHelm(ctx, repo, out)
+	if err != nil {
+		return err
+	}
+	chart, err := st.InstallChart(ctx, helm, repo, sandboxChartValues...)
+	if err != nil {
+		return err
+	}
+	if err := st.JoinMembers(ctx, tetherctl, sandboxKubeletPort); err != nil {
 		return err
 	}
 	// The host's scheduler has kube-scheduler's default client limits, or none with --disable-qps-limits: the same here.
@@ -187,28 +219,34 @@ func ensureTether(ctx context.Context, out io.Writer, st *sandbox.State, binDir 
 	if st.QPSLimitsDisabled {
 		qps, burst = 5000, 10000
 	}
-	schedConfig, err := st.WriteFile(sandbox.SchedulerConfigFile, sandbox.SchedulerConfig(st.Host().Kubeconfig, qps, burst))
-	if err != nil {
-		return err
-	}
 	procs := []struct {
 		name string
-		args []string
+		args func(bin string) ([]string, error)
 	}{
-		{sandbox.TetherNode, st.TetherNodeArgs(filepath.Join(binDir, sandbox.TetherNode), sandboxKubeletPort)},
-		{sandbox.TetherWebhook, st.WebhookArgs(filepath.Join(binDir, sandbox.TetherWebhook), sandboxWebhookPort, sandboxWebhookHealthPort,
-			"--scheduler-name", api.SchedulerName)},
-		{sandbox.TetherDescheduler, st.DeschedulerArgs(filepath.Join(binDir, sandbox.TetherDescheduler), policy, sandboxDeschedulerPort)},
-		{sandbox.TetherScheduler, st.SchedulerArgs(filepath.Join(binDir, sandbox.TetherScheduler), schedConfig, sandboxSchedulerPort)},
+		{sandbox.TetherNode, func(b string) ([]string, error) { return st.ChartNodeArgs(ctx, chart, b, sandboxKubeletPort) }},
+		{sandbox.TetherWebhook, func(b string) ([]string, error) {
+			return st.ChartWebhookArgs(ctx, chart, b, sandboxWebhookPort, sandboxWebhookHealthPort)
+		}},
+		{sandbox.TetherDescheduler, func(b string) ([]string, error) {
+			return st.ChartDeschedulerArgs(ctx, chart, b, sandboxDeschedulerPort)
+		}},
+		{sandbox.TetherScheduler, func(b string) ([]string, error) {
+			return st.ChartSchedulerArgs(ctx, chart, b, sandboxSchedulerPort, qps, burst)
+		}},
 	}
 	for _, p := range procs {
-		if _, err := os.Stat(p.args[0]); err != nil {
-			return fmt.Errorf("%s: %w (run make build)", p.name, err)
-		}
 		if cur := st.Process(p.name); cur != nil && sandbox.ProcessRunning(cur) {
 			continue
 		}
-		if _, err := st.StartProcess(p.name, p.args...); err != nil {
+		b, err := bin(p.name)
+		if err != nil {
+			return err
+		}
+		args, err := p.args(b)
+		if err != nil {
+			return err
+		}
+		if _, err := st.StartProcess(p.name, args...); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "%s started (log: %s)\n", p.name, st.Process(p.name).Log)
