@@ -8,10 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,52 +34,27 @@ func durationEnv(name string, def time.Duration) time.Duration {
 
 func TestMain(m *testing.M) { os.Exit(framework.RunWith(m, &env, startDescheduler)) }
 
-// startDescheduler builds tether-descheduler and runs it with the suite's policy; restore stops it and starts again
-// what ran before (a sandbox's own), if anything.
+// startDescheduler builds tether-descheduler and runs it as the chart does, with the suite's policy values, a
+// descheduling interval of 5 s and -v 1 (its cycle lines); restore stops it and starts again what ran before (a
+// sandbox's own), if anything.
 func startDescheduler(ctx context.Context, e *framework.Env) (restore func() error, err error) {
-	restore = func() error { return nil }
-	repo, err := sandbox.FindRepoRoot(".")
+	chart, err := sandbox.RenderChart(ctx, e.Helm, filepath.Join(e.Repo, sandbox.ChartDir), sandbox.ChartValues(framework.ChartValues(
+		"descheduler.deschedulingInterval=5s",
+		"descheduler.memberUnschedulable.unschedulableFor="+unschedulableFor.String(),
+		"descheduler.memberUnschedulable.avoidFor="+avoidFor.String())...)...)
 	if err != nil {
-		return restore, err
+		return func() error { return nil }, err
 	}
-	dir, err := os.MkdirTemp("", "tether-e2e-descheduler-")
-	if err != nil {
-		return restore, err
-	}
-	bin := filepath.Join(dir, sandbox.TetherDescheduler)
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/"+sandbox.TetherDescheduler)
-	build.Dir = repo
-	if out, err := build.CombinedOutput(); err != nil {
-		return restore, fmt.Errorf("build %s: %w\n%s", sandbox.TetherDescheduler, err, out)
-	}
-	policy, err := e.State.WriteDeschedulerPolicy("e2e-"+sandbox.DeschedulerPolicyFile,
-		sandbox.DeschedulerPolicy("unschedulableFor: "+unschedulableFor.String(), "avoidFor: "+avoidFor.String()))
-	if err != nil {
-		return restore, err
-	}
-	var previous []string
-	if p := e.State.Process(sandbox.TetherDescheduler); p != nil && sandbox.ProcessRunning(p) {
-		previous = slices.Clone(p.Args)
-		if err := e.State.StopProcess(sandbox.TetherDescheduler, syscall.SIGTERM); err != nil {
-			return restore, err
-		}
+	if err := e.State.InstallIdentities(ctx, chart); err != nil {
+		return func() error { return nil }, err
 	}
 	port, err := sandbox.FreePort()
 	if err != nil {
-		return restore, err
+		return func() error { return nil }, err
 	}
-	restore = func() error {
-		err := e.State.StopProcess(sandbox.TetherDescheduler, syscall.SIGTERM)
-		if previous != nil {
-			_, serr := e.State.StartProcess(sandbox.TetherDescheduler, previous...)
-			err = errors.Join(err, serr)
-		}
-		return errors.Join(err, os.RemoveAll(dir))
-	}
-	if _, err := e.State.StartProcess(sandbox.TetherDescheduler, e.State.DeschedulerArgs(bin, policy, port)...); err != nil {
-		return restore, err
-	}
-	return restore, waitCycles(ctx, e, 1, time.Minute)
+	return e.RunInstead(ctx, sandbox.TetherDescheduler, ".", func(bin string) ([]string, error) {
+		return e.State.ChartDeschedulerArgs(ctx, chart, bin, port, "--v", "1")
+	}, func(ctx context.Context) error { return waitCycles(ctx, e, 1, time.Minute) })
 }
 
 // cycleLine is what the upstream descheduler logs (at -v 1) at the end of every descheduling cycle.

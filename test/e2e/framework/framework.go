@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,8 +44,19 @@ type Env struct {
 	Members []*Cluster
 	// Echo is where kwok sends the member pods' forwarded ports, when this run started the clusters; nil when
 	// it reuses running ones (kwok then echoes by itself).
-	Echo  *EchoServer
-	owned bool
+	Echo *EchoServer
+	// Chart is charts/tether rendered with ChartValues: Tether's processes run with its identities and
+	// arguments (sandbox.State.ChartNodeArgs and the like).
+	Chart *sandbox.Chart
+	// Repo is the repository's root, Helm the helm binary built from its pin.
+	Repo, Helm string
+	owned      bool
+}
+
+// ChartValues are the chart values of the e2e runs, on top of sandbox.ChartValues: offloaded pods keep the default
+// scheduler (the scheduler suite sends them to its tether-scheduler itself).
+func ChartValues(extra ...string) []string {
+	return append([]string{"scheduler.assignOffloadedPods=false"}, extra...)
 }
 
 // Cluster is one cluster as tests see it.
@@ -107,7 +119,18 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 		if err := ensureHostObjects(ctx, st); err != nil {
 			return nil, err
 		}
-		return newEnv(st, false)
+		e, err := newEnv(st, false)
+		if err != nil {
+			return nil, err
+		}
+		if e.Repo, err = sandbox.FindRepoRoot("."); err != nil {
+			return nil, err
+		}
+		if e.Helm, err = sandbox.EnsureHelm(ctx, e.Repo, log); err != nil {
+			return nil, err
+		}
+		e.Chart, err = sandbox.RenderChart(ctx, e.Helm, filepath.Join(e.Repo, sandbox.ChartDir), sandbox.ChartValues(ChartValues()...)...)
+		return e, err
 	}
 	repo, err := sandbox.FindRepoRoot(".")
 	if err != nil {
@@ -121,12 +144,16 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	helm, err := sandbox.EnsureHelm(ctx, repo, log)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "tether-e2e-")
 	if err != nil {
 		return nil, err
 	}
 	bins := map[string]string{}
-	for _, name := range []string{sandbox.TetherNode, sandbox.TetherWebhook} {
+	for _, name := range []string{sandbox.TetherNode, sandbox.TetherWebhook, Tetherctl} {
 		bins[name] = filepath.Join(dir, name)
 		build := exec.CommandContext(ctx, "go", "build", "-o", bins[name], "./cmd/"+name)
 		build.Dir = repo
@@ -154,8 +181,8 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 		echo.Close()
 		return nil, errors.Join(err, sandbox.Down(context.WithoutCancel(ctx), dir))
 	}
-	e.Echo = echo
-	if err := startTether(ctx, st, bins); err != nil {
+	e.Echo, e.Repo, e.Helm = echo, repo, helm
+	if err := e.startTether(ctx, bins); err != nil {
 		return nil, errors.Join(err, e.Teardown(context.WithoutCancel(ctx)))
 	}
 	return e, nil
@@ -164,11 +191,23 @@ func Setup(ctx context.Context, log io.Writer) (*Env, error) {
 // WebhookNamespace is a host namespace the webhook selects, made by Setup for tests that need one fixed.
 const WebhookNamespace = "e2e-offload"
 
-// startTether starts tether-node and tether-webhook beside fresh clusters and waits until both work.
-func startTether(ctx context.Context, st *sandbox.State, bins map[string]string) error {
-	// The kubelet API takes one port per member from ports[0] on (see TetherNodeArgs).
+// Tetherctl names tetherctl among the binaries Setup builds.
+const Tetherctl = "tetherctl"
+
+// startTether installs the chart's identities, joins the members with tetherctl, starts tether-node and
+// tether-webhook beside fresh clusters as the chart runs them, and waits until both work.
+func (e *Env) startTether(ctx context.Context, bins map[string]string) error {
+	st := e.State
+	var err error
+	if e.Chart, err = st.InstallChart(ctx, e.Helm, e.Repo, ChartValues()...); err != nil {
+		return err
+	}
+	// The kubelet API takes one port per member from ports[0] on (see ChartNodeArgs).
 	kubelet, err := sandbox.FreePorts(len(st.Members()))
 	if err != nil {
+		return err
+	}
+	if err := st.JoinMembers(ctx, bins[Tetherctl], kubelet); err != nil {
 		return err
 	}
 	ports := []int{kubelet, 0, 0}
@@ -178,11 +217,19 @@ func startTether(ctx context.Context, st *sandbox.State, bins map[string]string)
 		}
 	}
 	// Short status and health intervals so that tests see changes quickly.
-	if _, err := st.StartProcess(sandbox.TetherNode, st.TetherNodeArgs(bins[sandbox.TetherNode], ports[0],
-		"--node-status-interval", "2s", "--health-interval", "1s", "--health-timeout", "1s", "--log-level", "debug")...); err != nil {
+	node, err := st.ChartNodeArgs(ctx, e.Chart, bins[sandbox.TetherNode], ports[0],
+		"--node-status-interval", "2s", "--health-interval", "1s", "--health-timeout", "1s", "--log-level", "debug")
+	if err != nil {
 		return err
 	}
-	if _, err := st.StartProcess(sandbox.TetherWebhook, st.WebhookArgs(bins[sandbox.TetherWebhook], ports[1], ports[2])...); err != nil {
+	if _, err := st.StartProcess(sandbox.TetherNode, node...); err != nil {
+		return err
+	}
+	webhook, err := st.ChartWebhookArgs(ctx, e.Chart, bins[sandbox.TetherWebhook], ports[1], ports[2])
+	if err != nil {
+		return err
+	}
+	if _, err := st.StartProcess(sandbox.TetherWebhook, webhook...); err != nil {
 		return err
 	}
 	if err := st.WaitVirtualNodes(ctx, time.Minute); err != nil {
@@ -500,4 +547,71 @@ func (e *Env) LeaveFree(t testing.TB, cpu map[string]map[string]string) {
 			})
 		}
 	}
+}
+
+// RunInstead builds the binary cmd/name of module (a folder of the repository: "." or "scheduler") and runs it
+// with args(binary) in place of a running process of that name (a sandbox's own), then waits for ready. restore
+// stops it and starts again what ran before, if anything; it is never nil.
+func (e *Env) RunInstead(ctx context.Context, name, module string, args func(bin string) ([]string, error), ready func(ctx context.Context) error) (restore func() error, err error) {
+	restore = func() error { return nil }
+	dir, err := os.MkdirTemp("", "tether-e2e-"+name+"-")
+	if err != nil {
+		return restore, err
+	}
+	restore = func() error { return os.RemoveAll(dir) }
+	bin := filepath.Join(dir, name)
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/"+name)
+	build.Dir = filepath.Join(e.Repo, module)
+	if out, err := build.CombinedOutput(); err != nil {
+		return restore, fmt.Errorf("build %s: %w\n%s", name, err, out)
+	}
+	argv, err := args(bin)
+	if err != nil {
+		return restore, err
+	}
+	var previous []string
+	if p := e.State.Process(name); p != nil && sandbox.ProcessRunning(p) {
+		previous = slices.Clone(p.Args)
+		if err := e.State.StopProcess(name, syscall.SIGTERM); err != nil {
+			return restore, err
+		}
+	}
+	restore = func() error {
+		err := e.State.StopProcess(name, syscall.SIGTERM)
+		if previous != nil {
+			_, serr := e.State.StartProcess(name, previous...)
+			err = errors.Join(err, serr)
+		}
+		return errors.Join(err, os.RemoveAll(dir))
+	}
+	if _, err := e.State.StartProcess(name, argv...); err != nil {
+		return restore, err
+	}
+	return restore, ready(ctx)
+}
+
+// KubeletPort is the --kubelet-port of the running tether-node (its first member's kubelet API port).
+func (e *Env) KubeletPort() (int, error) {
+	p := e.State.Process(sandbox.TetherNode)
+	if p == nil {
+		return 0, errors.New("no tether-node in the harness")
+	}
+	port := 0
+	for i, a := range p.Args {
+		v, ok := strings.CutPrefix(a, "--kubelet-port=")
+		if !ok && a == "--kubelet-port" && i+1 < len(p.Args) {
+			v, ok = p.Args[i+1], true
+		}
+		if ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return 0, fmt.Errorf("tether-node --kubelet-port %q: %w", v, err)
+			}
+			port = n
+		}
+	}
+	if port == 0 {
+		return 0, errors.New("tether-node runs without --kubelet-port")
+	}
+	return port, nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"syscall"
@@ -35,7 +36,7 @@ type replica struct {
 func TestMain(m *testing.M) { os.Exit(framework.RunWith(m, &env, startReplicas)) }
 
 // portFlags are the flags of the original arguments each replica sets for itself.
-var portFlags = []string{"--kubelet-port", "--member-kubelet-port", "--metrics-address", "--debug-address", "--leader-elect-identity"}
+var portFlags = []string{"--metrics-address", "--debug-address", "--leader-elect-identity"}
 
 // startReplicas stops the harness's tether-node and starts two replicas with its arguments, leader election, and
 // kubelet and metrics ports of their own; restore stops them and starts the original again.
@@ -46,6 +47,14 @@ func startReplicas(ctx context.Context, e *framework.Env) (restore func() error,
 		return restore, errors.New("the harness runs no tether-node")
 	}
 	original := slices.Clone(orig.Args)
+	// The chart as it is installed for replicas > 1: its Role on the leader Lease.
+	chart, err := sandbox.RenderChart(ctx, e.Helm, filepath.Join(e.Repo, sandbox.ChartDir), sandbox.ChartValues(framework.ChartValues("node.replicas=2")...)...)
+	if err != nil {
+		return restore, err
+	}
+	if err := e.State.InstallIdentities(ctx, chart); err != nil {
+		return restore, err
+	}
 	if err := e.State.StopProcess(sandbox.TetherNode, syscall.SIGTERM); err != nil {
 		return restore, err
 	}
@@ -62,26 +71,21 @@ func startReplicas(ctx context.Context, e *framework.Env) (restore func() error,
 		return errors.Join(append(errs, e.State.WaitVirtualNodes(context.WithoutCancel(ctx), time.Minute))...)
 	}
 	base := withoutFlags(original, portFlags)
-	members := e.State.Members()
+	// Both replicas take the harness's kubelet API ports (the members' Secrets name theirs): only the leader serves
+	// them, as replicas of the chart's Deployment share theirs on pod IPs of their own.
+	kubelet, err := e.KubeletPort()
+	if err != nil {
+		return restore, err
+	}
 	var taken []int
 	for i := range 2 {
-		kubelet, err := freePorts(len(members), taken)
+		metrics, err := freePorts(1, taken)
 		if err != nil {
 			return restore, err
 		}
-		metrics, err := freePorts(1, append(taken, kubelet, kubelet+len(members)-1))
-		if err != nil {
-			return restore, err
-		}
-		taken = append(taken, kubelet, kubelet+len(members)-1, metrics, metrics)
+		taken = append(taken, metrics, metrics)
 		r := &replica{name: fmt.Sprintf("tether-node-ha-%d", i), kubeletPort: kubelet, metrics: "127.0.0.1:" + strconv.Itoa(metrics)}
-		r.args = append(slices.Clone(base), "--kubelet-port", strconv.Itoa(kubelet), "--metrics-address", r.metrics,
-			"--leader-elect", "--leader-elect-identity", r.name)
-		for j, m := range members {
-			if j > 0 {
-				r.args = append(r.args, "--member-kubelet-port", m.Name+"="+strconv.Itoa(kubelet+j))
-			}
-		}
+		r.args = append(slices.Clone(base), "--metrics-address", r.metrics, "--leader-elect", "--leader-elect-identity", r.name)
 		replicas = append(replicas, r)
 	}
 	for _, r := range replicas {

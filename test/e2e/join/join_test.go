@@ -296,7 +296,7 @@ func statusLine(t *testing.T, member string) []string {
 func TestJoinLeave(t *testing.T) {
 	m1, m2 := env.Member(t, "m1"), env.Member(t, "m2")
 	m2Flags := adminToken(t, m2)
-	// Whatever a failure leaves joined, the suite's restore removes (member Secrets, then nodes).
+	// Whatever a failure leaves joined, the suite's restore has leave (then joins the harness's members again).
 	ns := env.Host.Namespace(t, nil)
 
 	join1 := mustTetherctl(t, "join", "m1", "--member-kubeconfig", m1.Kubeconfig)

@@ -1,6 +1,5 @@
 // Package join_test runs `tetherctl join`, `status` and `leave` as a user would, against the harness: members join
-// through member Secrets only (tether-node runs without --member flags for the suite), by kubeconfig and by API
-// address, token and CA; the member identity is least privilege; leave leaves nothing of Tether behind.
+// through member Secrets only (the harness's members leave first), by kubeconfig and by API address, token and CA; the member identity is least privilege; leave leaves nothing of Tether behind.
 package join_test
 
 import (
@@ -13,16 +12,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/tetherkube/tether/api"
-	"github.com/tetherkube/tether/internal/sandbox"
 	"github.com/tetherkube/tether/test/e2e/framework"
 )
 
@@ -34,120 +30,50 @@ var (
 
 func TestMain(m *testing.M) { os.Exit(framework.RunWith(m, &env, setup)) }
 
-// setup builds tetherctl, and replaces the running tether-node by one with the same arguments but no member flags;
-// restore puts the previous one back.
+// setup builds tetherctl and has the harness's members leave (the harness joined them with tetherctl), so that the
+// suite starts with none; restore has what is left leave, and joins them again as the harness did.
 func setup(ctx context.Context, e *framework.Env) (restore func() error, err error) {
 	restore = func() error { return nil }
-	repo, err := sandbox.FindRepoRoot(".")
-	if err != nil {
-		return restore, err
-	}
 	dir, err := os.MkdirTemp("", "tether-e2e-join-")
 	if err != nil {
 		return restore, err
 	}
 	tetherctl = filepath.Join(dir, "tetherctl")
 	build := exec.CommandContext(ctx, "go", "build", "-o", tetherctl, "./cmd/tetherctl")
-	build.Dir = repo
+	build.Dir = e.Repo
 	if out, err := build.CombinedOutput(); err != nil {
 		return restore, fmt.Errorf("build tetherctl: %w\n%s", err, out)
 	}
-	p := e.State.Process(sandbox.TetherNode)
-	if p == nil {
-		return restore, errors.New("no tether-node in the harness")
-	}
-	previous := slices.Clone(p.Args)
-	if err := e.State.StopProcess(sandbox.TetherNode, syscall.SIGTERM); err != nil {
+	kubeletPort, err := e.KubeletPort()
+	if err != nil {
 		return restore, err
 	}
 	restore = func() error {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 		defer cancel()
-		// What a failed test left joined goes first, with tether-node's own cleanup, so that the flags of the
-		// previous tether-node do not meet a member Secret of the same name.
-		err := removeMemberSecrets(cctx, e)
-		err = errors.Join(err, e.State.StopProcess(sandbox.TetherNode, syscall.SIGTERM))
-		err = errors.Join(err, deleteVirtualNodes(cctx, e))
-		if _, serr := e.State.StartProcess(sandbox.TetherNode, previous...); serr != nil {
-			err = errors.Join(err, serr)
-		} else {
-			err = errors.Join(err, e.State.WaitVirtualNodes(cctx, time.Minute))
-		}
+		err := leaveAll(cctx, e)
+		err = errors.Join(err, e.State.JoinMembers(cctx, tetherctl, kubeletPort))
+		err = errors.Join(err, e.State.WaitVirtualNodes(cctx, time.Minute))
 		return errors.Join(err, os.RemoveAll(dir))
 	}
-	// The nodes the flags served stay registered after tether-node stops: join refuses a node no member Secret
-	// registers.
-	if err := deleteVirtualNodes(ctx, e); err != nil {
-		return restore, err
-	}
-	if _, err := e.State.StartProcess(sandbox.TetherNode, withoutMemberFlags(previous)...); err != nil {
-		return restore, err
-	}
-	return restore, nil
+	return restore, leaveAll(ctx, e)
 }
 
-// withoutMemberFlags drops --member and --member-kubelet-port (and their values) from tether-node's arguments.
-func withoutMemberFlags(args []string) []string {
-	var out []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--member" || a == "--member-kubelet-port":
-			i++ // and its value
-		case strings.HasPrefix(a, "--member=") || strings.HasPrefix(a, "--member-kubelet-port="):
-		default:
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
-// deleteVirtualNodes deletes the members' virtual nodes and waits until they are gone.
-func deleteVirtualNodes(ctx context.Context, e *framework.Env) error {
-	nodes := e.Host.Client.CoreV1().Nodes()
+// leaveAll has every member of the harness that is joined leave, with `tetherctl leave --force`.
+func leaveAll(ctx context.Context, e *framework.Env) error {
+	var errs []error
 	for _, m := range e.Members {
-		if err := nodes.Delete(ctx, api.NodeName(api.DefaultNodePrefix, m.Name), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return err
+		_, err := e.Host.Client.CoreV1().Secrets(api.DefaultNamespace).Get(ctx, api.MemberSecretName(m.Name), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		cmd := exec.CommandContext(ctx, tetherctl, "leave", m.Name, "--member-kubeconfig", m.Kubeconfig,
+			"--kubeconfig", e.Host.Kubeconfig, "--force")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("tetherctl leave %s: %w\n%s", m.Name, err, out))
 		}
 	}
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		for _, m := range e.Members {
-			if _, err := nodes.Get(ctx, api.NodeName(api.DefaultNodePrefix, m.Name), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
-}
-
-// removeMemberSecrets deletes the member Secrets tetherctl wrote for the harness's members and waits (a minute at
-// most) until tether-node removed their nodes.
-func removeMemberSecrets(ctx context.Context, e *framework.Env) error {
-	secrets := e.Host.Client.CoreV1().Secrets(api.DefaultNamespace)
-	removed := false
-	for _, m := range e.Members {
-		err := secrets.Delete(ctx, api.MemberSecretName(m.Name), metav1.DeleteOptions{})
-		switch {
-		case err == nil:
-			removed = true
-		case !apierrors.IsNotFound(err):
-			return err
-		}
-	}
-	if !removed {
-		return nil
-	}
-	nodes := e.Host.Client.CoreV1().Nodes()
-	// Best effort: restore deletes the nodes afterwards anyway.
-	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		for _, m := range e.Members {
-			if _, err := nodes.Get(ctx, api.NodeName(api.DefaultNodePrefix, m.Name), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
-	return nil
+	return errors.Join(errs...)
 }
 
 // result is what one tetherctl run printed and how it ended.
