@@ -164,11 +164,11 @@ func (s *State) FromChart(ctx context.Context, c *Chart, deployment string) (*Ch
 	}
 	var d appsv1.Deployment
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d); err != nil {
-		return nil, fmt.Errorf("Deployment %s: %w", deployment, err)
+		return nil, fmt.Errorf("deployment %s: %w", deployment, err)
 	}
 	spec := d.Spec.Template.Spec
 	if len(spec.Containers) != 1 {
-		return nil, fmt.Errorf("Deployment %s: %d containers, want 1", deployment, len(spec.Containers))
+		return nil, fmt.Errorf("deployment %s: %d containers, want 1", deployment, len(spec.Containers))
 	}
 	ctr := spec.Containers[0]
 	cs, err := clientFor(s.Host().Kubeconfig)
@@ -183,7 +183,7 @@ func (s *State) FromChart(ctx context.Context, c *Chart, deployment string) (*Ch
 	for _, v := range spec.Volumes {
 		local := filepath.Join(dir, "volumes", v.Name)
 		if err := mountVolume(ctx, cs, d.Namespace, v, local); err != nil {
-			return nil, fmt.Errorf("Deployment %s: volume %s: %w", deployment, v.Name, err)
+			return nil, fmt.Errorf("deployment %s: volume %s: %w", deployment, v.Name, err)
 		}
 		volumes[v.Name] = local
 	}
@@ -191,23 +191,23 @@ func (s *State) FromChart(ctx context.Context, c *Chart, deployment string) (*Ch
 	for _, m := range ctr.VolumeMounts {
 		local, ok := volumes[m.Name]
 		if !ok {
-			return nil, fmt.Errorf("Deployment %s: mount of unknown volume %s", deployment, m.Name)
+			return nil, fmt.Errorf("deployment %s: mount of unknown volume %s", deployment, m.Name)
 		}
 		p.Mounts[m.MountPath] = filepath.Join(local, m.SubPath)
 	}
 	env, err := containerEnv(d.Name, d.Namespace, ctr)
 	if err != nil {
-		return nil, fmt.Errorf("Deployment %s: %w", deployment, err)
+		return nil, fmt.Errorf("deployment %s: %w", deployment, err)
 	}
 	for _, a := range ctr.Args {
 		p.Args = append(p.Args, rewritePath(expandEnv(a, env), p.Mounts))
 	}
 	if p.ServiceAccount == "" {
-		return nil, fmt.Errorf("Deployment %s: no serviceAccountName", deployment)
+		return nil, fmt.Errorf("deployment %s: no serviceAccountName", deployment)
 	}
 	p.Kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := s.writeIdentityKubeconfig(ctx, cs, d.Namespace, p.ServiceAccount, p.Kubeconfig); err != nil {
-		return nil, fmt.Errorf("Deployment %s: %w", deployment, err)
+		return nil, fmt.Errorf("deployment %s: %w", deployment, err)
 	}
 	return p, nil
 }
