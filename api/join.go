@@ -51,6 +51,8 @@ func MemberRules() []rbacv1.PolicyRule {
 		// The member's pods: the capacity of the node (all pods), the copies of host pods (create, delete), their
 		// metadata kept in step (patch).
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "create", "delete", "patch"}},
+		// Ephemeral containers (kubectl debug) and in-place resizes of host pods, carried to their copies.
+		{APIGroups: []string{""}, Resources: []string{"pods/ephemeralcontainers", "pods/resize"}, Verbs: []string{"update"}},
 		// The kubelet API relay: logs, exec, attach (WebSocket GET, SPDY POST) and port-forward (SPDY POST).
 		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 		{APIGroups: []string{""}, Resources: []string{"pods/exec", "pods/attach"}, Verbs: []string{"get", "create"}},
