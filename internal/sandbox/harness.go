@@ -167,6 +167,11 @@ func up(ctx context.Context, cfg Config, st *State) error {
 		if err := createCluster(ctx, cfg, st, c, i == 0, logFile); err != nil {
 			return err
 		}
+		if i > 0 {
+			if err := restartDeadMetricsServer(st, c); err != nil {
+				return fmt.Errorf("step metrics-server: %w", err)
+			}
+		}
 
 		fmt.Fprintf(cfg.Log, "cluster %s up in %s\n", name, time.Since(start).Round(100*time.Millisecond))
 	}

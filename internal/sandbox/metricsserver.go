@@ -18,22 +18,34 @@ const metricsServerComponent = "metrics-server"
 // does not answer yet, and kwokctl starts it only once (seen under load: no metrics.k8s.io in that member).
 func restartDeadMetricsServers(st *State) error {
 	for _, c := range st.Members() {
-		work := filepath.Dir(c.Logs)
-		if alive(filepath.Join(work, "pids", metricsServerComponent+".pid")) {
-			continue
-		}
-		args, err := kwokComponentArgs(filepath.Join(work, "kwok.yaml"), metricsServerComponent)
-		if err != nil {
-			return fmt.Errorf("%s of %s: %w", metricsServerComponent, c.Name, err)
-		}
-		if args == nil {
-			continue // the cluster has none (Config.NoMetricsServer)
-		}
-		if _, err := st.StartProcess(metricsServerComponent+"-"+c.Name, args...); err != nil {
+		if err := restartDeadMetricsServer(st, c); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// restartDeadMetricsServer is restartDeadMetricsServers for one member. Up calls it as soon as the member's
+// control plane is up, before the next cluster is created: a dead metrics-server leaves its port free, and the next
+// cluster's kwokctl may give that port to one of its own components (seen: m2's etcd on m1's metrics-server port,
+// and m1's namespaces then stuck Terminating on the failing metrics.k8s.io discovery).
+func restartDeadMetricsServer(st *State, c Cluster) error {
+	work := filepath.Dir(c.Logs)
+	if alive(filepath.Join(work, "pids", metricsServerComponent+".pid")) {
+		return nil
+	}
+	if p := st.Process(metricsServerComponent + "-" + c.Name); p != nil && ProcessRunning(p) {
+		return nil // started again already
+	}
+	args, err := kwokComponentArgs(filepath.Join(work, "kwok.yaml"), metricsServerComponent)
+	if err != nil {
+		return fmt.Errorf("%s of %s: %w", metricsServerComponent, c.Name, err)
+	}
+	if args == nil {
+		return nil // the cluster has none (Config.NoMetricsServer)
+	}
+	_, err = st.StartProcess(metricsServerComponent+"-"+c.Name, args...)
+	return err
 }
 
 // alive reports whether the process of a kwokctl pid file runs.
