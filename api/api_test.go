@@ -21,7 +21,7 @@ func TestContractValues(t *testing.T) {
 		AnnotationKubeletPort: "tether.io/kubelet-port", DefaultOffloadSelector: "tether.io/offload=enabled",
 		LabelManagedBy: "app.kubernetes.io/managed-by", ManagedByTether: "tether", LabelHostCluster: "tether.io/host-cluster",
 		LabelNode: "tether.io/node", AnnotationHostUID: "tether.io/host-uid", DefaultNamespace: "tether-system",
-		DefaultNodePrefix: "tether-", MemberSecretKubeconfig: "kubeconfig",
+		DefaultNodePrefix: "tether-", MemberSecretKubeconfig: "kubeconfig", ObjectCountQuota: "tether-object-count",
 	} {
 		if got != want {
 			t.Errorf("%q, want %q", got, want)
@@ -222,5 +222,17 @@ func TestMemberOfNode(t *testing.T) {
 				t.Errorf("MemberOfNode = %q, %v; want %q, %v", member, ok, tc.member, tc.ok)
 			}
 		})
+	}
+}
+
+// The record of one virtual node is a valid ConfigMap name, and another host's node of the same name has its own.
+func TestSecretRecordName(t *testing.T) {
+	a := Owner{ClusterID: "host-a", NodeName: "tether-m1"}.SecretRecordName()
+	b := Owner{ClusterID: "host-b", NodeName: "tether-m1"}.SecretRecordName()
+	if errs := validation.IsDNS1123Subdomain(a); len(errs) > 0 || !strings.HasPrefix(a, "tether-secrets-") {
+		t.Errorf("record name %q: %v", a, errs)
+	}
+	if a == b {
+		t.Errorf("two hosts share the record name %q", a)
 	}
 }

@@ -61,8 +61,16 @@ func MemberRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"list", "watch"}},
 		// The namespaces of host pods, created on demand and deleted once nothing of Tether's is left in them.
 		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list", "watch", "create", "delete"}},
-		// The copies a pod needs, and the claims of Tether's StorageClass.
-		{APIGroups: []string{""}, Resources: []string{"configmaps", "secrets", "serviceaccounts", "services", "persistentvolumeclaims"}, Verbs: readWrite},
+		// The copies a pod needs, and the claims of Tether's StorageClass. ConfigMaps are patched too: the records
+		// of the Secret copies (Owner.SecretRecordName) take one entry at a time.
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: append(readWrite, "patch")},
+		{APIGroups: []string{""}, Resources: []string{"serviceaccounts", "services", "persistentvolumeclaims"}, Verbs: readWrite},
+		// Secrets are written, never read: not its copies (it knows them from its records) and not anyone
+		// else's. Updates and deletes name the copy's UID as a precondition. No patch: a patch answers with the
+		// whole object, which would be a read.
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create", "update", "delete"}},
+		// The object count quota of each namespace Tether creates (ObjectCountQuota): it counts the Secrets there.
+		{APIGroups: []string{""}, Resources: []string{"resourcequotas"}, Verbs: []string{"get", "create", "delete"}},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: readWrite},
 		// The member's pod events, relayed to the host pods.
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"list", "watch"}},

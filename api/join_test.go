@@ -55,7 +55,11 @@ func TestMemberRulesLeastPrivilege(t *testing.T) {
 		{"/pods/portforward", "create", true}, {"/pods/status", "update", false},
 		{"/nodes", "list", true}, {"/nodes", "watch", true}, {"/nodes", "update", false}, {"/nodes", "delete", false},
 		{"/nodes", "patch", false}, {"/nodes/status", "patch", false},
-		{"/secrets", "list", true}, {"/secrets", "create", true},
+		{"/secrets", "create", true}, {"/secrets", "update", true}, {"/secrets", "delete", true},
+		// Secrets are written, never read: no get, list or watch, and no patch (its answer is the whole object).
+		{"/secrets", "get", false}, {"/secrets", "list", false}, {"/secrets", "watch", false}, {"/secrets", "patch", false},
+		{"/secrets", "deletecollection", false}, {"/configmaps", "patch", true}, {"/resourcequotas", "create", true},
+		{"/resourcequotas", "update", false},
 		{"/serviceaccounts/token", "create", false},
 		{"/events", "create", false}, {"/events", "watch", true},
 		{"/namespaces", "create", true}, {"/namespaces", "update", false},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/virtual-kubelet/virtual-kubelet/log"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/controllers"
+	"github.com/tetherkube/tether/controllers/copies"
 	"github.com/tetherkube/tether/provider/forge"
 )
 
@@ -101,8 +103,16 @@ func (m *Member) ensureNamespace(ctx context.Context, name string) error {
 		api.LabelManagedBy: api.ManagedByTether, api.LabelHostCluster: m.cfg.ClusterID,
 	}}}
 	_, err := m.cfg.MemberClient.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("create member namespace %s: %w", name, err)
+	}
+	// Created here: its quota counts the Secrets in it, for the namespace controller (controllers/namespaces),
+	// which may not list them. Without it the namespace is kept, never deleted on a guess.
+	if err := controllers.EnsureObjectCountQuota(ctx, m.cfg.MemberClient, name, m.owner); err != nil {
+		log.G(ctx).WithField("namespace", name).WithError(err).Warn("member namespace without its object count quota: it will be kept")
 	}
 	return nil
 }
@@ -144,6 +154,11 @@ func (m *Member) ensureServiceAccount(ctx context.Context, host *corev1.Pod, nam
 // ensureConfigMap makes the copy current before the pod starts (a container reads its environment once); later
 // changes are the copy controller's (controllers/copies).
 func (m *Member) ensureConfigMap(ctx context.Context, host *corev1.Pod, src *corev1.ConfigMap) error {
+	if src.Name == m.secretCopies.RecordName() {
+		msg := fmt.Sprintf("configmap %s/%s: the name of Tether's record of Secret copies in member %s; the pod waits", host.Namespace, src.Name, m.cfg.Member)
+		m.cfg.Recorder.Event(host, corev1.EventTypeWarning, ReasonDependencyConflict, msg)
+		return errors.New(msg)
+	}
 	want := forge.ConfigMap(src, m.owner)
 	cms := m.cfg.MemberClient.CoreV1().ConfigMaps(src.Namespace)
 	create := func() error {
@@ -170,30 +185,17 @@ func (m *Member) ensureConfigMap(ctx context.Context, host *corev1.Pod, src *cor
 	return nil
 }
 
-// ensureSecret is ensureConfigMap for a Secret.
+// ensureSecret makes the Secret copy current before the pod starts. tether-node writes Secrets in a member
+// without reading them (copies.SecretCopies); a Secret of that name that is not its copy is a conflict.
 func (m *Member) ensureSecret(ctx context.Context, host *corev1.Pod, src *corev1.Secret) error {
-	want := forge.Secret(src, m.owner)
-	secrets := m.cfg.MemberClient.CoreV1().Secrets(src.Namespace)
-	create := func() error {
-		_, err := secrets.Create(ctx, want, metav1.CreateOptions{})
-		return err
+	_, err := m.secretCopies.Ensure(ctx, forge.Secret(src, m.owner))
+	if errors.Is(err, copies.ErrNotOurs) {
+		msg := fmt.Sprintf("member %s already has secret %s/%s that Tether does not own; it is left untouched and the pod waits", m.cfg.Member, host.Namespace, src.Name)
+		m.cfg.Recorder.Event(host, corev1.EventTypeWarning, ReasonDependencyConflict, msg)
+		return errors.New(msg)
 	}
-	get := func() (metav1.Object, error) { return secrets.Get(ctx, src.Name, metav1.GetOptions{}) }
-	have, err := m.secrets.Secrets(src.Namespace).Get(src.Name)
-	if err != nil || !m.owner.Owns(have) {
-		return m.createCopy(ctx, host, "secret", src.Name, create, get)
-	}
-	switch forge.SecretAction(have, want) {
-	case forge.CopyUpdate:
-		up := have.DeepCopy()
-		up.Labels, up.Annotations, up.Data, up.Immutable = want.Labels, want.Annotations, want.Data, want.Immutable
-		_, err = secrets.Update(ctx, up, metav1.UpdateOptions{})
-		return err
-	case forge.CopyReplace:
-		if err := controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return secrets.Delete(ctx, src.Name, o) }); err != nil {
-			return err
-		}
-		return m.createCopy(ctx, host, "secret", src.Name, create, get)
+	if err != nil {
+		return fmt.Errorf("copy secret %s/%s to member %s: %w", host.Namespace, src.Name, m.cfg.Member, err)
 	}
 	return nil
 }

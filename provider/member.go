@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tetherkube/tether/api"
+	"github.com/tetherkube/tether/controllers/copies"
 	"github.com/tetherkube/tether/provider/forge"
 )
 
@@ -91,15 +92,16 @@ type Member struct {
 	owner api.Owner
 
 	factory    informers.SharedInformerFactory // whole member: pods and nodes (capacity), namespaces
-	ownFactory informers.SharedInformerFactory // member objects this host owns: configmaps, secrets, SAs
+	ownFactory informers.SharedInformerFactory // member objects this host owns: configmaps, SAs, claims, services
 	pods       corev1listers.PodLister
 	nodes      corev1listers.NodeLister
 	namespaces corev1listers.NamespaceLister
 	configMaps corev1listers.ConfigMapLister
-	secrets    corev1listers.SecretLister
 	sas        corev1listers.ServiceAccountLister
 	claims     corev1listers.PersistentVolumeClaimLister
 	synced     []cache.InformerSynced
+	// secretCopies writes the Secret copies, which this node may not read in the member.
+	secretCopies *copies.SecretCopies
 
 	mu         sync.Mutex
 	notifyPod  func(*corev1.Pod)
@@ -162,15 +164,15 @@ func New(cfg Config) (*Member, error) {
 	nodes := m.factory.Core().V1().Nodes()
 	namespaces := m.factory.Core().V1().Namespaces()
 	cms := m.ownFactory.Core().V1().ConfigMaps()
-	secrets := m.ownFactory.Core().V1().Secrets()
 	sas := m.ownFactory.Core().V1().ServiceAccounts()
 	m.pods, m.nodes, m.namespaces = pods.Lister(), nodes.Lister(), namespaces.Lister()
 	claims := m.ownFactory.Core().V1().PersistentVolumeClaims()
-	m.configMaps, m.secrets, m.sas, m.claims = cms.Lister(), secrets.Lister(), sas.Lister(), claims.Lister()
+	m.configMaps, m.sas, m.claims = cms.Lister(), sas.Lister(), claims.Lister()
+	m.secretCopies = copies.NewSecretCopies(cfg.MemberClient, owner, m.configMaps, cfg.Resync)
 	// The copies of Services and their EndpointSlices (controllers/services).
 	services := m.ownFactory.Core().V1().Services().Informer()
 	slices := m.ownFactory.Discovery().V1().EndpointSlices().Informer()
-	for _, inf := range []cache.SharedIndexInformer{pods.Informer(), nodes.Informer(), namespaces.Informer(), cms.Informer(), secrets.Informer(), sas.Informer(), claims.Informer(), services, slices} {
+	for _, inf := range []cache.SharedIndexInformer{pods.Informer(), nodes.Informer(), namespaces.Informer(), cms.Informer(), sas.Informer(), claims.Informer(), services, slices} {
 		m.synced = append(m.synced, inf.HasSynced)
 	}
 	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -301,12 +303,15 @@ func (m *Member) withRequestTimeout(ctx context.Context) (context.Context, conte
 // Owner is this node's ownership of member objects.
 func (m *Member) Owner() api.Owner { return m.owner }
 
-// CopyInformers are the member informers of the ConfigMap, Secret and ServiceAccount copies this node owns, for the copy
+// CopyInformers are the member informers of the ConfigMap and ServiceAccount copies this node owns, for the copy
 // controller (they start with the member's other informers).
-func (m *Member) CopyInformers() (configMaps, secrets, serviceAccounts cache.SharedIndexInformer) {
+func (m *Member) CopyInformers() (configMaps, serviceAccounts cache.SharedIndexInformer) {
 	core := m.ownFactory.Core().V1()
-	return core.ConfigMaps().Informer(), core.Secrets().Informer(), core.ServiceAccounts().Informer()
+	return core.ConfigMaps().Informer(), core.ServiceAccounts().Informer()
 }
+
+// SecretCopies writes and tracks the Secret copies of this node (shared by the pod path and the copy controller).
+func (m *Member) SecretCopies() *copies.SecretCopies { return m.secretCopies }
 
 // ClaimInformer is the member informer of the PersistentVolumeClaim copies this node owns.
 func (m *Member) ClaimInformer() cache.SharedIndexInformer {

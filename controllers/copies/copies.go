@@ -52,8 +52,12 @@ type Config struct {
 	// Host informers, shared by every member: pods (bound to some node), ConfigMaps, Secrets and ServiceAccounts.
 	// The controller adds its handlers in Run and removes them when Run returns.
 	HostPods, HostConfigMaps, HostSecrets, HostServiceAccounts cache.SharedIndexInformer
-	// Member informers of the copies this node owns (filtered by the ownership labels).
-	ConfigMaps, Secrets, ServiceAccounts cache.SharedIndexInformer
+	// Member informers of the copies this node owns (filtered by the ownership labels); the ConfigMaps hold the
+	// records of the Secret copies too.
+	ConfigMaps, ServiceAccounts cache.SharedIndexInformer
+	// Secrets writes and tracks the Secret copies, which tether-node may not read (NewSecretCopies over the same
+	// ConfigMap informer).
+	Secrets *SecretCopies
 	// Recorder writes events on host pods.
 	Recorder record.EventRecorder
 	// Grace is how long a copy that nothing uses stays before it is deleted.
@@ -73,7 +77,6 @@ type Controller struct {
 	hostSecrets    corev1listers.SecretLister
 	hostSAs        corev1listers.ServiceAccountLister
 	configMaps     corev1listers.ConfigMapLister
-	secrets        corev1listers.SecretLister
 	sas            corev1listers.ServiceAccountLister
 
 	unused  sync.Map // key → time.Time: since when nothing uses the copy
@@ -96,7 +99,6 @@ func New(cfg Config) (*Controller, error) {
 		hostSecrets:    corev1listers.NewSecretLister(cfg.HostSecrets.GetIndexer()),
 		hostSAs:        corev1listers.NewServiceAccountLister(cfg.HostServiceAccounts.GetIndexer()),
 		configMaps:     corev1listers.NewConfigMapLister(cfg.ConfigMaps.GetIndexer()),
-		secrets:        corev1listers.NewSecretLister(cfg.Secrets.GetIndexer()),
 		sas:            corev1listers.NewServiceAccountLister(cfg.ServiceAccounts.GetIndexer()),
 	}
 	c.r = controllers.New(c.sync, controllers.Options{Name: Name, Member: cfg.Member, Keys: c.keys, Resync: cfg.Resync, Metrics: cfg.Metrics})
@@ -110,16 +112,25 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	}
 	onCopy := func(kind string) cache.ResourceEventHandler {
 		return controllers.OnEvery(func(obj any) {
-			if o, err := metaOf(obj); err == nil {
+			if o, err := metaOf(obj); err == nil && !c.isRecord(kind, o) {
 				c.r.Enqueue(key(kind, o.GetNamespace(), o.GetName()))
 			}
 		})
 	}
+	// A record that went takes its Secret copies with it (the member's garbage collector): each is written
+	// again under a new record, or created again.
+	onRecordGone := cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+		if o, err := metaOf(obj); err == nil && c.isRecord(kindConfigMap, o) {
+			for _, k := range c.cfg.Secrets.RecordGone(o.GetNamespace(), o.GetUID()) {
+				c.r.Enqueue(kindSecret + "/" + k)
+			}
+		}
+	}}
 	type h = controllers.Handler
 	return c.r.RunWith(ctx, workers,
 		h{Informer: c.cfg.HostConfigMaps, Handler: onHost(kindConfigMap)}, h{Informer: c.cfg.HostSecrets, Handler: onHost(kindSecret)},
 		h{Informer: c.cfg.HostServiceAccounts, Handler: onHost(kindServiceAccount)},
-		h{Informer: c.cfg.ConfigMaps, Handler: onCopy(kindConfigMap)}, h{Informer: c.cfg.Secrets, Handler: onCopy(kindSecret)},
+		h{Informer: c.cfg.ConfigMaps, Handler: onCopy(kindConfigMap)}, h{Informer: c.cfg.ConfigMaps, Handler: onRecordGone},
 		h{Informer: c.cfg.ServiceAccounts, Handler: onCopy(kindServiceAccount)},
 		h{Informer: c.cfg.HostPods, Handler: cache.ResourceEventHandlerFuncs{UpdateFunc: func(_, obj any) { c.hostPodChanged(obj, false) },
 			DeleteFunc: func(obj any) { c.hostPodChanged(obj, true) }}})
@@ -183,10 +194,16 @@ func (c *Controller) references(p *corev1.Pod) (cms, secrets []string) {
 // keys are every copy this node owns: the periodic pass.
 func (c *Controller) keys() []string {
 	var out []string
-	for kind, inf := range map[string]cache.SharedIndexInformer{kindConfigMap: c.cfg.ConfigMaps, kindSecret: c.cfg.Secrets, kindServiceAccount: c.cfg.ServiceAccounts} {
+	for kind, inf := range map[string]cache.SharedIndexInformer{kindConfigMap: c.cfg.ConfigMaps, kindServiceAccount: c.cfg.ServiceAccounts} {
 		for _, k := range inf.GetStore().ListKeys() {
+			if _, name, _ := strings.Cut(k, "/"); kind == kindConfigMap && name == c.cfg.Secrets.RecordName() {
+				continue
+			}
 			out = append(out, kind+"/"+k)
 		}
+	}
+	for _, k := range c.cfg.Secrets.Keys() {
+		out = append(out, kindSecret+"/"+k)
 	}
 	return out
 }
@@ -237,7 +254,9 @@ func (c *Controller) syncServiceAccount(ctx context.Context, k, ns, name string)
 	case have == nil:
 		return c.created(ctx, k, users, create())
 	case want == nil:
-		return c.collect(ctx, k, have, func(o metav1.DeleteOptions) error { return sas.Delete(ctx, name, o) })
+		return c.collect(ctx, k, func() error {
+			return controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return sas.Delete(ctx, name, o) })
+		})
 	}
 	c.unused.Delete(k)
 	switch forge.ServiceAccountAction(have, want) {
@@ -262,6 +281,10 @@ func (c *Controller) syncServiceAccount(ctx context.Context, k, ns, name string)
 }
 
 func (c *Controller) syncConfigMap(ctx context.Context, k, ns, name string) error {
+	if name == c.cfg.Secrets.RecordName() {
+		c.conflict(k, c.users(kindConfigMap, ns, name)) // the record of the Secret copies: never a copy
+		return nil
+	}
 	cms := c.cfg.Client.CoreV1().ConfigMaps(ns)
 	have, err := c.configMaps.ConfigMaps(ns).Get(name)
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -289,7 +312,9 @@ func (c *Controller) syncConfigMap(ctx context.Context, k, ns, name string) erro
 	case have == nil:
 		return c.created(ctx, k, users, create())
 	case want == nil:
-		return c.collect(ctx, k, have, func(o metav1.DeleteOptions) error { return cms.Delete(ctx, name, o) })
+		return c.collect(ctx, k, func() error {
+			return controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return cms.Delete(ctx, name, o) })
+		})
 	}
 	c.unused.Delete(k)
 	switch forge.ConfigMapAction(have, want) {
@@ -309,11 +334,7 @@ func (c *Controller) syncConfigMap(ctx context.Context, k, ns, name string) erro
 }
 
 func (c *Controller) syncSecret(ctx context.Context, k, ns, name string) error {
-	secrets := c.cfg.Client.CoreV1().Secrets(ns)
-	have, err := c.secrets.Secrets(ns).Get(name)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return err
-	}
+	_, recorded := c.cfg.Secrets.Entry(ns, name)
 	src, err := c.hostSecrets.Secrets(ns).Get(name)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
@@ -323,46 +344,34 @@ func (c *Controller) syncSecret(ctx context.Context, k, ns, name string) error {
 	if src != nil && src.Type != corev1.SecretTypeServiceAccountToken && len(users) > 0 {
 		want = forge.Secret(src, c.cfg.Owner)
 	}
-	create := func() error {
-		_, err := secrets.Create(ctx, want, metav1.CreateOptions{})
-		return err
-	}
 	switch {
-	case have != nil && !c.cfg.Owner.Owns(have):
-		return nil
-	case have == nil && want == nil:
+	case want == nil && !recorded:
 		c.unused.Delete(k)
 		return nil
-	case have == nil:
-		return c.created(ctx, k, users, create())
 	case want == nil:
-		return c.collect(ctx, k, have, func(o metav1.DeleteOptions) error { return secrets.Delete(ctx, name, o) })
+		return c.collect(ctx, k, func() error { return c.cfg.Secrets.Delete(ctx, ns, name) })
 	}
 	c.unused.Delete(k)
-	switch forge.SecretAction(have, want) {
-	case forge.CopyUpdate:
-		up := have.DeepCopy()
-		up.Labels, up.Annotations, up.Data, up.Immutable = want.Labels, want.Annotations, want.Data, want.Immutable
-		_, err := secrets.Update(ctx, up, metav1.UpdateOptions{})
+	written, err := c.cfg.Secrets.Ensure(ctx, want)
+	if errors.Is(err, ErrNotOurs) {
+		c.conflict(k, users)
+		return nil
+	}
+	if written || err != nil {
 		return c.written(k, err)
-	case forge.CopyReplace:
-		if err := controllers.DeleteOwned(have, func(o metav1.DeleteOptions) error { return secrets.Delete(ctx, name, o) }); err != nil {
-			return err
-		}
-		return c.created(ctx, k, users, create())
 	}
 	c.changed.Delete(k)
 	return nil
 }
 
-// collect deletes a copy nothing uses once it has been unused for the grace period.
-func (c *Controller) collect(ctx context.Context, k string, have metav1.Object, del func(metav1.DeleteOptions) error) error {
+// collect deletes a copy nothing uses once it has been unused for the grace period (del: with a UID precondition).
+func (c *Controller) collect(ctx context.Context, k string, del func() error) error {
 	at, _ := c.unused.LoadOrStore(k, time.Now())
 	if left := c.cfg.Grace - time.Since(at.(time.Time)); left > 0 {
 		c.r.EnqueueAfter(k, left)
 		return nil
 	}
-	if err := controllers.DeleteOwned(have, del); err != nil {
+	if err := del(); err != nil {
 		return err
 	}
 	c.unused.Delete(k)
@@ -379,14 +388,19 @@ func (c *Controller) created(ctx context.Context, k string, users []*corev1.Pod,
 		if gerr != nil || owned {
 			return gerr // ours, and the cache lags; or ask again
 		}
-		kind, ns, name, _ := splitKey(k)
-		msg := fmt.Sprintf("member %s already has %s %s/%s that Tether does not own; it is left untouched", c.cfg.Member, kind, ns, name)
-		for _, p := range users {
-			c.cfg.Recorder.Event(p, corev1.EventTypeWarning, ReasonCopyConflict, msg)
-		}
+		c.conflict(k, users)
 		return nil
 	}
 	return c.written(k, err)
+}
+
+// conflict reports, on the pods that would use it, a member object of key's name that is not Tether's.
+func (c *Controller) conflict(k string, users []*corev1.Pod) {
+	kind, ns, name, _ := splitKey(k)
+	msg := fmt.Sprintf("member %s already has %s %s/%s that Tether does not own; it is left untouched", c.cfg.Member, kind, ns, name)
+	for _, p := range users {
+		c.cfg.Recorder.Event(p, corev1.EventTypeWarning, ReasonCopyConflict, msg)
+	}
 }
 
 // liveOwned reads the member object of key from the member apiserver (a create found one the cache does not
@@ -400,8 +414,6 @@ func (c *Controller) liveOwned(ctx context.Context, k string) (bool, error) {
 	switch kind {
 	case kindConfigMap:
 		o, err = c.cfg.Client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-	case kindSecret:
-		o, err = c.cfg.Client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	default:
 		o, err = c.cfg.Client.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
 	}
@@ -467,7 +479,8 @@ func (c *Controller) copyOf(kind, ns, name string) (metav1.Object, bool) {
 	case kindConfigMap:
 		o, err = c.configMaps.ConfigMaps(ns).Get(name)
 	case kindSecret:
-		o, err = c.secrets.Secrets(ns).Get(name)
+		_, ok := c.cfg.Secrets.Entry(ns, name)
+		return nil, ok
 	case kindServiceAccount:
 		o, err = c.sas.ServiceAccounts(ns).Get(name)
 	default:
@@ -477,6 +490,11 @@ func (c *Controller) copyOf(kind, ns, name string) (metav1.Object, bool) {
 		return nil, false
 	}
 	return o, true
+}
+
+// isRecord: a member ConfigMap that is the record of the Secret copies, not a copy.
+func (c *Controller) isRecord(kind string, o metav1.Object) bool {
+	return kind == kindConfigMap && o.GetName() == c.cfg.Secrets.RecordName()
 }
 
 func metaOf(obj any) (metav1.Object, error) {

@@ -47,7 +47,8 @@ func TestCopyFollowsAndIsCollected(t *testing.T) {
 	c, err := New(Config{Member: "m1", Owner: owner, Client: member,
 		HostPods: hf.Core().V1().Pods().Informer(), HostConfigMaps: hf.Core().V1().ConfigMaps().Informer(), HostSecrets: hf.Core().V1().Secrets().Informer(),
 		HostServiceAccounts: hf.Core().V1().ServiceAccounts().Informer(),
-		ConfigMaps:          mf.Core().V1().ConfigMaps().Informer(), Secrets: mf.Core().V1().Secrets().Informer(), ServiceAccounts: mf.Core().V1().ServiceAccounts().Informer(),
+		ConfigMaps:          mf.Core().V1().ConfigMaps().Informer(), ServiceAccounts: mf.Core().V1().ServiceAccounts().Informer(),
+		Secrets:  NewSecretCopies(member, owner, mf.Core().V1().ConfigMaps().Lister(), time.Hour),
 		Recorder: record.NewFakeRecorder(10), Grace: 0, Resync: time.Hour})
 	if err != nil {
 		t.Fatal(err)

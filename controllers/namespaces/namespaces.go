@@ -173,7 +173,7 @@ func (c *Controller) forget(ns string) {
 }
 
 // contents reads what the namespace holds besides what every namespace has (kube-root-ca.crt, the default
-// ServiceAccount): objects of Tether's for this host, and anything else. It lists, once per namespace that
+// ServiceAccount, Tether's object count quota): objects of Tether's for this host, and anything else. It lists, once per namespace that
 // became empty, not per pod.
 func (c *Controller) contents(ctx context.Context, ns string) (ours, others bool, err error) {
 	core := c.cfg.Client.CoreV1()
@@ -190,11 +190,6 @@ func (c *Controller) contents(ctx context.Context, ns string) (ours, others bool
 		return false, false, err
 	}
 	keep(controllers.Objects(cms.Items), "kube-root-ca.crt")
-	secrets, err := core.Secrets(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return false, false, err
-	}
-	keep(controllers.Objects(secrets.Items), "")
 	sas, err := core.ServiceAccounts(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return false, false, err
@@ -217,6 +212,21 @@ func (c *Controller) contents(ctx context.Context, ns string) (ours, others bool
 		} else {
 			others = true
 		}
+	}
+	// Secrets tether-node may not list: the namespace's object count quota counts them. Tether's copies go with
+	// their record (a ConfigMap, counted above as ours); Secrets counted while no record is left are someone
+	// else's, or copies the member's garbage collector is still removing: looked at again after the grace period.
+	n, known, err := controllers.SecretCount(ctx, c.cfg.Client, ns, c.cfg.Owner)
+	switch {
+	case errors.Is(err, controllers.ErrNoObjectCountQuota):
+		// A namespace created without its quota: counted from now on.
+		return true, others, controllers.EnsureObjectCountQuota(ctx, c.cfg.Client, ns, c.cfg.Owner)
+	case err != nil:
+		return false, false, err
+	case !known: // not counted yet
+		ours = true
+	case n > 0:
+		ours = true
 	}
 	return ours, others, nil
 }

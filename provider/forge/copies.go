@@ -43,6 +43,8 @@ const (
 	// CopyReplace means: delete the copy and create it anew — it belongs to an earlier host object of that name, or it
 	// is immutable and its content must change (or its type, which a Secret cannot change).
 	CopyReplace
+	// CopyCreate means: there is no copy; create it.
+	CopyCreate
 )
 
 // ConfigMapAction compares a copy (have) with what it should be (want).
@@ -50,13 +52,6 @@ func ConfigMapAction(have, want *corev1.ConfigMap) CopyAction {
 	same := equality.Semantic.DeepEqual(have.Data, want.Data) && equality.Semantic.DeepEqual(have.BinaryData, want.BinaryData) &&
 		equality.Semantic.DeepEqual(have.Immutable, want.Immutable)
 	return copyAction(have, want, same, nil)
-}
-
-// SecretAction compares a copy (have) with what it should be (want).
-func SecretAction(have, want *corev1.Secret) CopyAction {
-	same := equality.Semantic.DeepEqual(have.Data, want.Data) && equality.Semantic.DeepEqual(have.Immutable, want.Immutable)
-	typeChanged := have.Type != want.Type
-	return copyAction(have, want, same && !typeChanged, &typeChanged)
 }
 
 func copyAction(have, want metav1.Object, sameContent bool, mustReplace *bool) CopyAction {

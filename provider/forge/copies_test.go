@@ -63,18 +63,43 @@ func TestConfigMapAction(t *testing.T) {
 	}
 }
 
-func TestSecretAction(t *testing.T) {
+func TestSecretCopyAction(t *testing.T) {
 	src := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "shop", UID: "uid-1"}, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"k": []byte("v")}}
-	have := Secret(src, copyOwner)
-	other := src.DeepCopy()
-	other.Type = corev1.SecretTypeDockerConfigJson
-	if got := SecretAction(have, Secret(other, copyOwner)); got != CopyReplace {
-		t.Errorf("type change: action = %d, want a replace (a Secret's type cannot change)", got)
+	want := Secret(src, copyOwner)
+	written := want.DeepCopy()
+	written.UID = "member-uid"
+	entry := SecretEntryOf(written, want)
+	if entry.UID != "member-uid" || entry.Host != "uid-1" || entry.Type != corev1.SecretTypeOpaque || entry.Immutable {
+		t.Errorf("entry %+v", entry)
 	}
-	other = src.DeepCopy()
-	other.Data["k"] = []byte("v2")
-	if got := SecretAction(have, Secret(other, copyOwner)); got != CopyUpdate {
-		t.Errorf("data change: action = %d, want an update", got)
+	with := func(change func(*corev1.Secret)) *corev1.Secret {
+		s := src.DeepCopy()
+		change(s)
+		return Secret(s, copyOwner)
+	}
+	frozen := entry
+	frozen.Immutable = true
+	for _, c := range []struct {
+		name     string
+		entry    SecretEntry
+		recorded bool
+		want     *corev1.Secret
+		action   CopyAction
+	}{
+		{"not recorded", SecretEntry{}, false, want, CopyCreate},
+		{"in step", entry, true, want, CopyInStep},
+		{"data changed", entry, true, with(func(s *corev1.Secret) { s.Data["k"] = []byte("v2") }), CopyUpdate},
+		{"label changed", entry, true, with(func(s *corev1.Secret) { s.Labels = map[string]string{"app": "x"} }), CopyUpdate},
+		{"type changed: a Secret's type cannot change", entry, true, with(func(s *corev1.Secret) { s.Type = corev1.SecretTypeDockerConfigJson }), CopyReplace},
+		{"host Secret replaced under the same name", entry, true, with(func(s *corev1.Secret) { s.UID = "uid-2" }), CopyReplace},
+		{"immutable copy changed", frozen, true, with(func(s *corev1.Secret) { s.Data["k"] = []byte("v2") }), CopyReplace},
+	} {
+		if got := SecretCopyAction(c.entry, c.recorded, c.want); got != c.action {
+			t.Errorf("%s: action = %d, want %d", c.name, got, c.action)
+		}
+	}
+	if SecretHash(want) == SecretHash(with(func(s *corev1.Secret) { s.Data["k2"] = nil })) {
+		t.Error("a new key does not change the hash")
 	}
 }
 

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -11,10 +12,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tetherkube/tether/api"
 	"github.com/tetherkube/tether/controllers"
+	"github.com/tetherkube/tether/provider/forge"
 )
 
 // ReasonMemberLeftBehind on the virtual node of a removed member: the member could not be reached, so what Tether
@@ -87,15 +90,13 @@ func cleanupMember(ctx context.Context, c kubernetes.Interface, owner api.Owner)
 	if l, err := core.ConfigMaps("").List(ctx, sel); err != nil {
 		errs = append(errs, err)
 	} else {
+		// The Secret copies, which tether-node may not list, are those its records name; the records go after
+		// them (and the member's garbage collector takes any copy a record owns but does not name).
+		del("secret", func() []metav1.Object { return recordedSecrets(l.Items, owner) }, func(ns, n string, o metav1.DeleteOptions) error {
+			return core.Secrets(ns).Delete(ctx, n, o)
+		})
 		del("configmap", func() []metav1.Object { return controllers.Objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
 			return core.ConfigMaps(ns).Delete(ctx, n, o)
-		})
-	}
-	if l, err := core.Secrets("").List(ctx, sel); err != nil {
-		errs = append(errs, err)
-	} else {
-		del("secret", func() []metav1.Object { return controllers.Objects(l.Items) }, func(ns, n string, o metav1.DeleteOptions) error {
-			return core.Secrets(ns).Delete(ctx, n, o)
 		})
 	}
 	if l, err := core.ServiceAccounts("").List(ctx, sel); err != nil {
@@ -135,6 +136,13 @@ func deleteEmptyNamespaces(ctx context.Context, c kubernetes.Interface, owner ap
 			continue
 		}
 		if busy {
+			// Kept for what else lives there: only its quota, Tether's, goes.
+			if q, err := core.ResourceQuotas(ns.Name).Get(ctx, api.ObjectCountQuota, metav1.GetOptions{}); err == nil && owner.OwnsForCluster(q) {
+				err := core.ResourceQuotas(ns.Name).Delete(ctx, q.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(q.UID))})
+				if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+					errs = append(errs, fmt.Errorf("delete the object count quota of namespace %s: %w", ns.Name, err))
+				}
+			}
 			continue
 		}
 		err = core.Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(ns.UID))})
@@ -145,8 +153,29 @@ func deleteEmptyNamespaces(ctx context.Context, c kubernetes.Interface, owner ap
 	return errors.Join(errs...)
 }
 
+// recordedSecrets are the Secret copies named by the records among cms (each with its recorded UID).
+func recordedSecrets(cms []corev1.ConfigMap, owner api.Owner) []metav1.Object {
+	var out []metav1.Object
+	for _, cm := range cms {
+		if cm.Name != owner.SecretRecordName() || !owner.Owns(&cm) {
+			continue
+		}
+		for name, v := range cm.Data {
+			var e forge.SecretEntry
+			if json.Unmarshal([]byte(v), &e) == nil && e.UID != "" {
+				out = append(out, &metav1.ObjectMeta{Namespace: cm.Namespace, Name: name, UID: e.UID})
+			}
+		}
+	}
+	return out
+}
+
+// secretsSettle bounds the wait for a namespace's object count quota to count the Secret copies just deleted.
+const secretsSettle = 30 * time.Second
+
 // holdsOthers reports whether namespace ns holds a pod, ConfigMap, Secret or ServiceAccount that is not this
-// node's (another virtual node of the same member counts as someone else) nor one every namespace has.
+// node's (another virtual node of the same member counts as someone else) nor one every namespace has. Secrets
+// are counted by the namespace's object count quota, which may lag the deletes of the copies by a moment.
 func holdsOthers(ctx context.Context, c kubernetes.Interface, ns string, owner api.Owner) (bool, error) {
 	core := c.CoreV1()
 	foreign := func(objs []metav1.Object, standard string) bool {
@@ -165,14 +194,23 @@ func holdsOthers(ctx context.Context, c kubernetes.Interface, ns string, owner a
 	if err != nil {
 		return true, err
 	}
-	secrets, err := core.Secrets(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return true, err
-	}
 	sas, err := core.ServiceAccounts(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return true, err
 	}
-	return foreign(controllers.Objects(pods.Items), "") || foreign(controllers.Objects(cms.Items), "kube-root-ca.crt") ||
-		foreign(controllers.Objects(secrets.Items), "") || foreign(controllers.Objects(sas.Items), "default"), nil
+	if foreign(controllers.Objects(pods.Items), "") || foreign(controllers.Objects(cms.Items), "kube-root-ca.crt") ||
+		foreign(controllers.Objects(sas.Items), "default") {
+		return true, nil
+	}
+	var n int64
+	known := false
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, secretsSettle, true, func(ctx context.Context) (bool, error) {
+		var err error
+		n, known, err = controllers.SecretCount(ctx, c, ns, owner)
+		return errors.Is(err, controllers.ErrNoObjectCountQuota) || err == nil && known && n == 0, nil
+	})
+	if ctx.Err() != nil {
+		return true, ctx.Err()
+	}
+	return !known || n > 0, nil // a namespace whose Secrets are not counted is kept
 }

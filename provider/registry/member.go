@@ -388,12 +388,12 @@ func (r *Registry) runOnce(parent context.Context, run *running) (err error) {
 		}
 		parts.Go(func() { fail("pod controller", pc.Run(ctx, n.PodWorkers)) })
 		parts.Go(func() { m.RunRepair(ctx, n.RepairInterval, 2) })
-		cms, secrets, sas := m.CopyInformers()
+		cms, sas := m.CopyInformers()
 		cc, err := copies.New(copies.Config{
 			Member: s.Name, Owner: m.Owner(), Client: clients.Kube,
 			HostPods: r.cfg.HostPods.Informer(), HostConfigMaps: r.cfg.HostConfigMaps.Informer(), HostSecrets: r.cfg.HostSecrets.Informer(),
 			HostServiceAccounts: r.cfg.HostServiceAccounts.Informer(),
-			ConfigMaps:          cms, Secrets: secrets, ServiceAccounts: sas, Recorder: r.cfg.Recorder, Grace: n.CopyGrace, Resync: n.Resync,
+			ConfigMaps:          cms, Secrets: m.SecretCopies(), ServiceAccounts: sas, Recorder: r.cfg.Recorder, Grace: n.CopyGrace, Resync: n.Resync,
 			Metrics: r.controllers,
 		})
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -570,7 +571,13 @@ func TestRemovedMemberIsCleanedUp(t *testing.T) {
 	}
 	create(copyOf("ours", "copy"))
 	create(&corev1.ConfigMap{ObjectMeta: meta("ours", "cm", owner.Labels())})
+	// A Secret copy, known from its record (tether-node cannot list Secrets), and the quota that counts Secrets
+	// (this fake has no quota controller: it counts none left).
 	create(&corev1.Secret{ObjectMeta: meta("ours", "s", owner.Labels())})
+	create(&corev1.ConfigMap{ObjectMeta: meta("ours", owner.SecretRecordName(), owner.Labels()),
+		Data: map[string]string{"s": `{"uid":"ours-s","host":"h","hash":"x"}`}})
+	create(&corev1.ResourceQuota{ObjectMeta: meta("ours", api.ObjectCountQuota, owner.Labels()),
+		Status: corev1.ResourceQuotaStatus{Used: corev1.ResourceList{"count/secrets": resource.MustParse("0")}}})
 	create(&corev1.ServiceAccount{ObjectMeta: meta("ours", "sa", owner.Labels())})
 	create(&corev1.ServiceAccount{ObjectMeta: meta("ours", "default", nil)})
 	create(copyOf("shared", "copy"))
@@ -594,6 +601,7 @@ func TestRemovedMemberIsCleanedUp(t *testing.T) {
 		"pod ours/copy":   getErr(mc.CoreV1().Pods("ours").Get(ctx, "copy", metav1.GetOptions{})),
 		"configmap":       getErr(mc.CoreV1().ConfigMaps("ours").Get(ctx, "cm", metav1.GetOptions{})),
 		"secret":          getErr(mc.CoreV1().Secrets("ours").Get(ctx, "s", metav1.GetOptions{})),
+		"record":          getErr(mc.CoreV1().ConfigMaps("ours").Get(ctx, owner.SecretRecordName(), metav1.GetOptions{})),
 		"serviceaccount":  getErr(mc.CoreV1().ServiceAccounts("ours").Get(ctx, "sa", metav1.GetOptions{})),
 		"namespace ours":  getErr(mc.CoreV1().Namespaces().Get(ctx, "ours", metav1.GetOptions{})),
 		"pod shared/copy": getErr(mc.CoreV1().Pods("shared").Get(ctx, "copy", metav1.GetOptions{})),

@@ -220,6 +220,102 @@ func TestCopiesLeaveUnownedObjectsAlone(t *testing.T) {
 	}
 }
 
+// tether-node cannot read Secrets in a member: a member Secret of the name a host pod uses is still never written
+// over nor used (the pod waits), and a copy that a member admin replaced with a Secret of their own is never
+// written over either (every write names the copy's UID). A record deleted by hand takes its copies with it (the
+// member's garbage collector) and they come back.
+func TestSecretCopiesLeaveUnownedSecretsAlone(t *testing.T) {
+	ctx := t.Context()
+	ns := env.Host.Namespace(t, nil)
+	m1 := env.Member(t, "m1").Client.CoreV1()
+	if _, err := m1.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m1.Namespaces().Delete(context.WithoutCancel(ctx), ns, metav1.DeleteOptions{}) })
+	theirs, err := m1.Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "theirs"}, StringData: map[string]string{"k": "member"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostSecrets := env.Host.Client.CoreV1().Secrets(ns)
+	var mine *corev1.Secret
+	for _, name := range []string{"mine", "theirs"} {
+		s, err := hostSecrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, StringData: map[string]string{"k": "host"}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "mine" {
+			mine = s
+		}
+	}
+	uses := func(names ...string) podSpecOpt {
+		return func(s *corev1.PodSpec) {
+			for _, name := range names {
+				s.Volumes = append(s.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: name}}})
+			}
+		}
+	}
+	// "mine" sorts first: its copy is made before the conflict stops the pod.
+	if _, err := env.Host.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "user"},
+		Spec: offloadedSpec(onMember("m1"), uses("mine", "theirs"))}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, ns, "user", "MemberObjectConflict", "secret "+ns+"/theirs")
+	waitCopy(t, ns, "mine", true, "k", "host", mine.UID)
+	// Both change on the host: the copy follows, the member's own Secret does not.
+	for _, name := range []string{"theirs", "mine"} {
+		if _, err := hostSecrets.Patch(ctx, name, types.MergePatchType, []byte(`{"stringData":{"k":"host-2"}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCopy(t, ns, "mine", true, "k", "host-2", mine.UID)
+	sameAsBefore := func(name string, before *corev1.Secret) {
+		t.Helper()
+		got, err := m1.Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ResourceVersion != before.ResourceVersion || string(got.Data["k"]) != "member" {
+			t.Errorf("the member's own Secret %s changed: %s (resourceVersion %s → %s)", name, got.Data["k"], before.ResourceVersion, got.ResourceVersion)
+		}
+	}
+	sameAsBefore("theirs", theirs)
+	if p, err := env.Host.Client.CoreV1().Pods(ns).Get(ctx, "user", metav1.GetOptions{}); err != nil || p.Status.Phase == corev1.PodRunning {
+		t.Errorf("the pod runs with the member's own Secret: %v", err)
+	}
+
+	// The record deleted by hand: the garbage collector takes the copy, Tether makes both again.
+	cp, err := m1.Secrets(ns).Get(ctx, "mine", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := api.Owner{ClusterID: cp.Labels[api.LabelHostCluster], NodeName: cp.Labels[api.LabelNode]}.SecretRecordName()
+	if len(cp.OwnerReferences) != 1 || cp.OwnerReferences[0].Name != record {
+		t.Errorf("the copy's owners %+v, want the record %s", cp.OwnerReferences, record)
+	}
+	if err := m1.ConfigMaps(ns).Delete(ctx, record, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("delete the record %s: %v", record, err)
+	}
+	framework.Eventually(t, timeout, "the record made again", func(ctx context.Context) error {
+		_, err := m1.ConfigMaps(ns).Get(ctx, record, metav1.GetOptions{})
+		return err
+	})
+	waitCopy(t, ns, "mine", true, "k", "host-2", mine.UID)
+
+	// A member admin replaces the copy with a Secret of their own: the next host change does not write over it.
+	if err := m1.Secrets(ns).Delete(ctx, "mine", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	replaced, err := m1.Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "mine"}, StringData: map[string]string{"k": "member"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hostSecrets.Patch(ctx, "mine", types.MergePatchType, []byte(`{"stringData":{"k":"host-3"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, ns, "user", "MemberObjectConflict", "secret "+ns+"/mine")
+	sameAsBefore("mine", replaced)
+}
+
 // `kubectl label` on a host pod reaches its member pod; a label removed there is removed in the member.
 func TestPodLabelsReachTheMember(t *testing.T) {
 	ns := env.Host.Namespace(t, nil)
