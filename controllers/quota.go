@@ -30,7 +30,7 @@ func EnsureObjectCountQuota(ctx context.Context, c kubernetes.Interface, ns stri
 	return nil
 }
 
-// ErrNoObjectCountQuota: the namespace has no object count quota of Tether's for this host.
+// ErrNoObjectCountQuota says that the namespace has no object count quota of Tether's for this host.
 var ErrNoObjectCountQuota = errors.New("no object count quota of Tether's")
 
 // SecretCount is the number of Secrets in member namespace ns, as its object count quota counted them; known is

@@ -204,7 +204,8 @@ func holdsOthers(ctx context.Context, c kubernetes.Interface, ns string, owner a
 	}
 	var n int64
 	known := false
-	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, secretsSettle, true, func(ctx context.Context) (bool, error) {
+	// Its timeout is no error: the last count decides.
+	_ = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, secretsSettle, true, func(ctx context.Context) (bool, error) {
 		var err error
 		n, known, err = controllers.SecretCount(ctx, c, ns, owner)
 		return errors.Is(err, controllers.ErrNoObjectCountQuota) || err == nil && known && n == 0, nil
