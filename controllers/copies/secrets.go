@@ -39,8 +39,9 @@ type SecretCopies struct {
 	owner  api.Owner
 	record string
 	cms    corev1listers.ConfigMapLister
-	// Verify is how often a copy in step is written again unchanged (a no-op for the member's storage): the
-	// only way to see, without reading, that someone deleted or replaced it.
+	// verify is how often a copy in step is written again unchanged (a no-op for the member's storage): the
+	// only way to see, without reading, that someone deleted or replaced it. Each copy is also written so once
+	// after this process first meets it (a restart looks at every copy); 0: only then.
 	verify time.Duration
 
 	mu       sync.Mutex
@@ -246,7 +247,7 @@ func (s *SecretCopies) due(k string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	at, ok := s.verified[k]
-	return !ok || time.Since(at) >= s.verify
+	return !ok || s.verify > 0 && time.Since(at) >= s.verify
 }
 
 func (s *SecretCopies) markVerified(k string) {
