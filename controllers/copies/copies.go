@@ -40,6 +40,8 @@ const (
 	kindConfigMap      = "configmap"
 	kindSecret         = "secret"
 	kindServiceAccount = "serviceaccount"
+	// kindRecord keys a namespace's record of Secret copies that names none ("record/<namespace>/").
+	kindRecord = "record"
 )
 
 // Config is what the controller of one member needs.
@@ -205,6 +207,9 @@ func (c *Controller) keys() []string {
 	for _, k := range c.cfg.Secrets.Keys() {
 		out = append(out, kindSecret+"/"+k)
 	}
+	for _, ns := range c.cfg.Secrets.EmptyRecords() {
+		out = append(out, key(kindRecord, ns, ""))
+	}
 	return out
 }
 
@@ -222,6 +227,8 @@ func (c *Controller) sync(ctx context.Context, k string) error {
 		return c.syncSecret(ctx, k, ns, name)
 	case kindServiceAccount:
 		return c.syncServiceAccount(ctx, k, ns, name)
+	case kindRecord:
+		return c.cfg.Secrets.DropRecordIfEmpty(ctx, ns)
 	}
 	return nil
 }

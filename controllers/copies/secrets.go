@@ -49,6 +49,7 @@ type SecretCopies struct {
 	records  map[string]*secretRecord // namespace → what its record holds
 	verified map[string]time.Time
 	locks    [64]sync.Mutex // per copy (striped): one writer at a time
+	nsLocks  sync.Map       // namespace → *sync.RWMutex: copies written shared, the record deleted alone
 }
 
 type secretRecord struct {
@@ -146,12 +147,24 @@ func (s *SecretCopies) RecordGone(ns string, uid types.UID) []string {
 	return keys
 }
 
+// lock takes the lock of copy ns/name and, shared, that of its namespace (the record is deleted only under
+// the namespace's lock held alone, so never between a copy's create, which names it, and its entry).
 func (s *SecretCopies) lock(ns, name string) func() {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(ns + "/" + name))
 	l := &s.locks[h.Sum32()%uint32(len(s.locks))]
+	n := s.nsLock(ns)
+	n.RLock()
 	l.Lock()
-	return l.Unlock
+	return func() {
+		l.Unlock()
+		n.RUnlock()
+	}
+}
+
+func (s *SecretCopies) nsLock(ns string) *sync.RWMutex {
+	l, _ := s.nsLocks.LoadOrStore(ns, &sync.RWMutex{})
+	return l.(*sync.RWMutex)
 }
 
 // Ensure makes the member's copy of ns/name be want (forge.Secret of the host Secret): created, updated or
@@ -159,6 +172,8 @@ func (s *SecretCopies) lock(ns, name string) func() {
 // member holds a Secret of that name that Tether did not create (or that replaced Tether's copy); written says
 // whether the member was written to.
 func (s *SecretCopies) Ensure(ctx context.Context, want *corev1.Secret) (written bool, err error) {
+	// After the locks: a copy someone replaced is no longer recorded. A failure is the periodic pass's to retry.
+	defer func() { _ = s.DropRecordIfEmpty(ctx, want.Namespace) }()
 	defer s.lock(want.Namespace, want.Name)()
 	e, ok := s.Entry(want.Namespace, want.Name)
 	secrets := s.client.CoreV1().Secrets(want.Namespace)
@@ -223,7 +238,12 @@ func (s *SecretCopies) create(ctx context.Context, want *corev1.Secret) error {
 
 // Delete deletes the recorded copy ns/name (UID precondition: a Secret that replaced it stays) and its entry;
 // the record goes with its last entry.
-func (s *SecretCopies) Delete(ctx context.Context, ns, name string) error {
+func (s *SecretCopies) Delete(ctx context.Context, ns, name string) (err error) {
+	defer func() {
+		if derr := s.DropRecordIfEmpty(ctx, ns); err == nil {
+			err = derr
+		}
+	}()
 	defer s.lock(ns, name)()
 	e, ok := s.Entry(ns, name)
 	if !ok {
@@ -304,7 +324,7 @@ func (s *SecretCopies) put(ctx context.Context, ns, name string, e forge.SecretE
 	return s.patch(ctx, ns, name, string(v))
 }
 
-// unrecord removes the entry of ns/name; the record goes with its last entry.
+// unrecord removes the entry of ns/name (DropRecordIfEmpty deletes a record left empty).
 func (s *SecretCopies) unrecord(ctx context.Context, ns, name string) error {
 	s.mu.Lock()
 	r := s.records[ns]
@@ -312,21 +332,50 @@ func (s *SecretCopies) unrecord(ctx context.Context, ns, name string) error {
 	if r == nil || r.uid == "" {
 		return nil
 	}
-	if err := s.patch(ctx, ns, name, nil); err != nil {
-		return err
-	}
+	return s.patch(ctx, ns, name, nil)
+}
+
+// EmptyRecords are the namespaces whose record names no copy (DropRecordIfEmpty deletes them).
+func (s *SecretCopies) EmptyRecords() []string {
 	s.mu.Lock()
-	empty := len(r.entries) == 0
-	s.mu.Unlock()
-	if !empty {
+	defer s.mu.Unlock()
+	s.load()
+	var out []string
+	for ns, r := range s.records {
+		if r.uid != "" && len(r.entries) == 0 {
+			out = append(out, ns)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// DropRecordIfEmpty deletes namespace ns's record once it names no copy, under the namespace's lock held alone.
+func (s *SecretCopies) DropRecordIfEmpty(ctx context.Context, ns string) error {
+	empty := func() *secretRecord {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if r := s.records[ns]; r != nil && r.uid != "" && len(r.entries) == 0 {
+			return r
+		}
+		return nil
+	}
+	if empty() == nil {
+		return nil
+	}
+	l := s.nsLock(ns)
+	l.Lock()
+	defer l.Unlock()
+	r := empty()
+	if r == nil {
 		return nil
 	}
 	err := s.client.CoreV1().ConfigMaps(ns).Delete(ctx, s.record, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(r.uid))})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("delete the record of secret copies in %s: %w", ns, err)
+		return fmt.Errorf("delete the empty record of secret copies in %s: %w", ns, err) // still known as empty
 	}
 	s.mu.Lock()
-	if s.records[ns] == r && len(r.entries) == 0 {
+	if s.records[ns] == r {
 		delete(s.records, ns)
 	}
 	s.mu.Unlock()
