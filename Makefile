@@ -68,7 +68,7 @@ test:
 # The Helm chart (charts/tether): `helm lint` with the defaults and with every component on, the helm-unittest suites
 # of charts/tether/tests, charts/tether/README.md as helm-docs writes it from values.yaml (`make chart-docs`
 # rewrites it), then `make images-test` (the images the chart names). helm, helm-unittest and helm-docs are built
-# from their pins (hack/tools/helm*) into the tools cache by hack/tools/helm.sh, once.
+# from their pin (the module hack/tools/helm) into the tools cache by hack/tools/helm.sh, once.
 CHART      := charts/tether
 CHART_LINT := --set descheduler.enabled=true,scheduler.enabled=true,node.replicas=2,node.kubelet.rotateServerCertificates=true,serviceMonitor.enabled=true
 chart-test:

@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// modLine is a require or replace line of a go.mod: "mod version" or "mod => mod version".
-var modLine = regexp.MustCompile(`(?m)^\s*(\S+)(?: => \S+)? (v\S+)(?: // indirect)?$`)
+// modLine is a require or replace line of a go.mod: "mod version", "mod => mod version" or "replace mod => mod version".
+var modLine = regexp.MustCompile(`(?m)^\s*(?:replace )?(\S+)(?: => \S+)? (v\S+)(?: // indirect)?$`)
 
 // versions reads the require and replace lines of a go.mod; a replace wins over a require.
 func versions(t *testing.T, path string) (required, replaced map[string]string) {
@@ -33,9 +33,28 @@ func versions(t *testing.T, path string) (required, replaced map[string]string) 
 // module versions the control-plane pin (hack/tools/kubernetes) builds it with, so that both share one build cache
 // (a cold CI run compiles kube-scheduler once). A module the scheduler uses at another version fails here.
 func TestSchedulerSharesControlPlanePins(t *testing.T) {
-	root := filepath.Join("..", "..")
-	pinReq, pinRep := versions(t, filepath.Join(root, "hack", "tools", "kubernetes", "go.mod"))
-	schedReq, schedRep := versions(t, filepath.Join(root, "scheduler", "go.mod"))
+	sharesPins(t, filepath.Join("..", "..", "scheduler", "go.mod"), 100, "hold it there with a replace line")
+}
+
+// TestMainSharesControlPlanePins: the main module requires every module it shares with the control-plane pin at
+// the pin's version (client-go, apimachinery, grpc, x/net, …), so that the binaries, the tests, the scheduler
+// module and the control plane, etcd, kwok and the metrics-server built from the pin compile each of them once.
+func TestMainSharesControlPlanePins(t *testing.T) {
+	sharesPins(t, filepath.Join("..", "..", "go.mod"), 50, "require the pin's version (or raise the pin, then the scheduler module)")
+}
+
+// TestHelmSharesControlPlanePins: helm, helm-unittest and helm-docs (hack/tools/helm) are built with the pin's
+// versions too, so that `make chart-test` compiles little more than helm itself.
+func TestHelmSharesControlPlanePins(t *testing.T) {
+	sharesPins(t, filepath.Join("..", "..", "hack", "tools", "helm", "go.mod"), 50, "require the pin's version, or raise the pin (then the main and scheduler modules)")
+}
+
+// sharesPins fails for every module the go.mod at path requires (or replaces) at another version than
+// hack/tools/kubernetes does; min is how many shared modules a go.mod of that layout has at least.
+func sharesPins(t *testing.T, path string, minShared int, fix string) {
+	t.Helper()
+	pinReq, pinRep := versions(t, filepath.Join("..", "..", "hack", "tools", "kubernetes", "go.mod"))
+	req, rep := versions(t, path)
 	want := func(mod string) string {
 		if v, ok := pinRep[mod]; ok {
 			return v
@@ -43,21 +62,21 @@ func TestSchedulerSharesControlPlanePins(t *testing.T) {
 		return pinReq[mod]
 	}
 	checked := 0
-	for mod, v := range schedReq {
+	for mod, v := range req {
 		pin := want(mod)
 		if pin == "" {
-			continue // the scheduler's own (the main module, its test helpers)
+			continue // not built by the pin (the module's own dependencies, test helpers)
 		}
 		got := v
-		if r, ok := schedRep[mod]; ok {
+		if r, ok := rep[mod]; ok {
 			got = r
 		}
 		if got != pin {
-			t.Errorf("scheduler/go.mod builds %s %s, hack/tools/kubernetes %s: hold it there with a replace line", mod, got, pin)
+			t.Errorf("%s builds %s %s, hack/tools/kubernetes %s: %s", path, mod, got, pin, fix)
 		}
 		checked++
 	}
-	if checked < 100 {
-		t.Errorf("only %d shared modules found: is scheduler/go.mod's layout what this test reads?", checked)
+	if checked < minShared {
+		t.Errorf("only %d modules shared with the pin found in %s: is its layout what this test reads?", checked, path)
 	}
 }

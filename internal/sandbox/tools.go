@@ -16,7 +16,7 @@ import (
 )
 
 // recipe changes when the way tools are built changes, so that the cache key changes with it.
-const recipe = "3"
+const recipe = "4"
 
 // Tools are the binaries the harness runs. All paths are absolute.
 type Tools struct {
@@ -52,37 +52,41 @@ type toolSet struct {
 	after func(ctx context.Context, toolsRoot, buildDir string) error
 }
 
+// pinModule is the one module under hack/tools every harness binary is built from: the control plane, etcd, kwok
+// and the metrics-server share its dependency versions, so that a cold build compiles each dependency once (the
+// main and scheduler modules hold the same versions: TestMainSharesControlPlanePins).
+const pinModule = "kubernetes"
+
 var controlPlane = toolSet{
 	modules: []toolModule{
-		{"kubernetes", []string{
+		{pinModule, []string{
 			"k8s.io/kubernetes/cmd/kube-apiserver",
 			"k8s.io/kubernetes/cmd/kube-controller-manager",
 			"k8s.io/kubernetes/cmd/kube-scheduler",
 			"k8s.io/kubernetes/cmd/kubectl",
+			"./cmd/etcd",
+			"sigs.k8s.io/kwok/cmd/kwok",
+			"sigs.k8s.io/kwok/cmd/kwokctl",
 		}},
-		{"etcd", []string{"./cmd/etcd"}},
-		{"kwok", []string{"sigs.k8s.io/kwok/cmd/kwok", "sigs.k8s.io/kwok/cmd/kwokctl"}},
 	},
 	ldflags: func(ctx context.Context, dir string) (string, error) {
-		if filepath.Base(dir) != "kubernetes" {
-			return "", nil
-		}
 		v, err := output(ctx, dir, "go", "list", "-m", "-f", "{{.Version}}", "k8s.io/kubernetes")
 		return kubeVersionLDFlags(v), err
 	},
 }
 
 // metricsServer runs in members (kwokctl starts it) so that they serve metrics.k8s.io; its kustomize manifests are
-// copied next to the binary, since kwokctl would otherwise download them.
+// copied next to the binary, since kwokctl would otherwise download them. It is linked apart from the control
+// plane, with its own version stamped into client-go.
 var metricsServer = toolSet{
 	prefix:  "metrics-server-",
-	modules: []toolModule{{"metrics-server", []string{"sigs.k8s.io/metrics-server/cmd/metrics-server"}}},
+	modules: []toolModule{{pinModule, []string{"sigs.k8s.io/metrics-server/cmd/metrics-server"}}},
 	ldflags: func(ctx context.Context, dir string) (string, error) {
 		v, err := output(ctx, dir, "go", "list", "-m", "-f", "{{.Version}}", "sigs.k8s.io/metrics-server")
 		return "-X k8s.io/client-go/pkg/version.gitVersion=" + v, err
 	},
 	after: func(ctx context.Context, toolsRoot, buildDir string) error {
-		src, err := output(ctx, filepath.Join(toolsRoot, "metrics-server"), "go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/metrics-server")
+		src, err := output(ctx, filepath.Join(toolsRoot, pinModule), "go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/metrics-server")
 		if err != nil {
 			return err
 		}
@@ -119,7 +123,7 @@ func EnsureTools(ctx context.Context, repoRoot, cacheDir string, log io.Writer) 
 	if err != nil {
 		return nil, fmt.Errorf("step tools: go env GOVERSION: %w", err)
 	}
-	k8sVersion, err := output(ctx, filepath.Join(toolsRoot, "kubernetes"), goBin, "list", "-m", "-f", "{{.Version}}", "k8s.io/kubernetes")
+	k8sVersion, err := output(ctx, filepath.Join(toolsRoot, pinModule), goBin, "list", "-m", "-f", "{{.Version}}", "k8s.io/kubernetes")
 	if err != nil {
 		return nil, fmt.Errorf("step tools: read the pinned k8s.io/kubernetes version: %w", err)
 	}

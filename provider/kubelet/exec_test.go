@@ -14,20 +14,19 @@ import (
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
-	"k8s.io/apimachinery/pkg/types"
 	remotecommandconsts "k8s.io/apimachinery/pkg/util/remotecommand"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
-	streaming "k8s.io/kubelet/pkg/cri/streaming/remotecommand"
+	streaming "k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	utilexec "k8s.io/utils/exec"
 )
 
 // exitingContainer prints a line and exits with code 3, as a real container runtime reports it.
 type exitingContainer struct{}
 
-func (exitingContainer) ExecInContainer(_ context.Context, _ string, _ types.UID, _ string, cmd []string, _ io.Reader, out, _ io.WriteCloser,
-	_ bool, _ <-chan remotecommand.TerminalSize, _ time.Duration) error {
+func (exitingContainer) ExecInContainer(_ context.Context, _, _, _ string, cmd []string, _ io.Reader, out, _ io.WriteCloser,
+	_ bool, _ <-chan streaming.TerminalSize, _ time.Duration) error {
 	fmt.Fprintf(out, "ran %s\n", strings.Join(cmd, " "))
 	return utilexec.CodeExitError{Err: errors.New("command terminated with exit code 3"), Code: 3}
 }

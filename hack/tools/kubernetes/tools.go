@@ -1,7 +1,7 @@
 //go:build tools
 
-// Package tools records the control-plane commands the harness builds, so that
-// go.mod and go.sum keep every module they need.
+// Package tools pins the commands internal/sandbox/tools.go builds from this module: the control plane, etcd,
+// kwok and the metrics-server, in one module so that every dependency they share is compiled once.
 package tools
 
 import (
@@ -9,4 +9,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "sigs.k8s.io/kwok/cmd/kwok"
+	_ "sigs.k8s.io/kwok/cmd/kwokctl"
+	_ "sigs.k8s.io/metrics-server/cmd/metrics-server"
 )
