@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/virtual-kubelet/virtual-kubelet/log"
+	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/tools/metrics"
 )
 
@@ -47,12 +48,19 @@ func newMetrics() (*prometheus.Registry, prometheus.Gauge, error) {
 	return reg, leader, nil
 }
 
-// serveMetrics serves Prometheus metrics under /metrics on addr until ctx ends. It has no authentication: the
-// metrics carry member names and counts, no secret.
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
+// serveMetrics serves Prometheus metrics under /metrics and the health checks under /healthz (and
+// /healthz/<check>, as Kubernetes components do) on addr until ctx ends. It has no authentication: the metrics carry
+// member names and counts, no secret.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, checks ...healthz.HealthChecker) error {
+	return serveHTTP(ctx, addr, "/metrics and /healthz", metricsHandler(reg, checks...))
+}
+
+// metricsHandler is what serveMetrics serves.
+func metricsHandler(reg *prometheus.Registry, checks ...healthz.HealthChecker) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return serveHTTP(ctx, addr, "/metrics", mux)
+	healthz.InstallHandler(mux, checks...)
+	return mux
 }
 
 // serveDebug serves net/http/pprof under /debug/pprof/ on addr until ctx ends, and the same /metrics as

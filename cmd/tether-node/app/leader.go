@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,11 +21,16 @@ import (
 // that its Deployment starts it again as a standby.
 var ErrLeaseLost = errors.New("lost the leader lease")
 
+// leaderHealthzTolerance is how long past its lease duration a leader may go without renewing before /healthz
+// fails (kube-controller-manager's value).
+const leaderHealthzTolerance = 20 * time.Second
+
 // runElected waits to hold the Lease le names in namespace, then runs serve until ctx ends or the lease is lost. A
 // standby serves nothing: no informers, virtual nodes or kubelet API. The lease is released (ReleaseOnCancel) only
-// once serve has returned, so that two replicas never serve at once on a clean shutdown.
+// once serve has returned, so that two replicas never serve at once on a clean shutdown. watchdog, when not nil,
+// is the /healthz check of this elector.
 func runElected(ctx context.Context, le LeaderElection, namespace string, host kubernetes.Interface, recorder record.EventRecorder,
-	serve func(context.Context) error) error {
+	watchdog *leaderelection.HealthzAdaptor, serve func(context.Context) error) error {
 	id := le.Identity
 	if id == "" {
 		var err error
@@ -46,6 +52,7 @@ func runElected(ctx context.Context, le LeaderElection, namespace string, host k
 		RetryPeriod:     le.RetryPeriod,
 		ReleaseOnCancel: true,
 		Name:            le.ResourceName,
+		WatchDog:        watchdog,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) { leading <- lctx },
 			OnStoppedLeading: func() { logger.Info("not leading any more") },
@@ -58,6 +65,9 @@ func runElected(ctx context.Context, le LeaderElection, namespace string, host k
 	})
 	if err != nil {
 		return fmt.Errorf("leader election: %w", err)
+	}
+	if watchdog != nil { // client-go ties them only in RunOrDie
+		watchdog.SetLeaderElection(elector)
 	}
 	// The elector's own lifetime ends when serving has stopped, not when ctx does.
 	electCtx, stopElection := context.WithCancel(context.WithoutCancel(ctx))

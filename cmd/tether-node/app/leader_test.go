@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,8 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/tetherkube/tether/api"
@@ -82,11 +86,15 @@ func TestStandbyServesOnlyOnceTheLeaderIsGone(t *testing.T) {
 	aCtx, stopA := context.WithCancel(t.Context())
 	aStarted, bStarted := make(chan struct{}), make(chan struct{})
 	aDone, bDone := make(chan error, 1), make(chan error, 1)
-	go func() { aDone <- runElected(aCtx, fast("a"), api.DefaultNamespace, cs, rec, j.serve("a", aStarted)) }()
+	go func() {
+		aDone <- runElected(aCtx, fast("a"), api.DefaultNamespace, cs, rec, nil, j.serve("a", aStarted))
+	}()
 	within(t, aStarted, 5*time.Second, "a leads")
 	bCtx, stopB := context.WithCancel(t.Context())
 	defer stopB()
-	go func() { bDone <- runElected(bCtx, fast("b"), api.DefaultNamespace, cs, rec, j.serve("b", bStarted)) }()
+	go func() {
+		bDone <- runElected(bCtx, fast("b"), api.DefaultNamespace, cs, rec, nil, j.serve("b", bStarted))
+	}()
 	// b has seen the lease held by a at least once: its observed record is a's, renewed while it waits.
 	if got := holder(t, cs); got != "a" {
 		t.Fatalf("lease held by %q, want a", got)
@@ -134,7 +142,7 @@ func TestLeaderThatLosesTheLeaseStops(t *testing.T) {
 	stopped := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- runElected(t.Context(), fast("a"), api.DefaultNamespace, cs, record.NewFakeRecorder(100), func(ctx context.Context) error {
+		done <- runElected(t.Context(), fast("a"), api.DefaultNamespace, cs, record.NewFakeRecorder(100), nil, func(ctx context.Context) error {
 			close(started)
 			<-ctx.Done()
 			close(stopped)
@@ -160,13 +168,13 @@ func TestStandbyStopsCleanly(t *testing.T) {
 	aStarted := make(chan struct{})
 	var j journal
 	go func() {
-		_ = runElected(t.Context(), fast("a"), api.DefaultNamespace, cs, record.NewFakeRecorder(100), j.serve("a", aStarted))
+		_ = runElected(t.Context(), fast("a"), api.DefaultNamespace, cs, record.NewFakeRecorder(100), nil, j.serve("a", aStarted))
 	}()
 	within(t, aStarted, 5*time.Second, "a leads")
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- runElected(ctx, fast("b"), api.DefaultNamespace, cs, record.NewFakeRecorder(100), j.serve("b", make(chan struct{})))
+		done <- runElected(ctx, fast("b"), api.DefaultNamespace, cs, record.NewFakeRecorder(100), nil, j.serve("b", make(chan struct{})))
 	}()
 	cancel()
 	select {
@@ -179,5 +187,57 @@ func TestStandbyStopsCleanly(t *testing.T) {
 	}
 	if got, want := j.snapshot(), []string{"a start"}; !slices.Equal(got, want) {
 		t.Errorf("journal %q, want %q", got, want)
+	}
+}
+
+// A leader whose elector hangs (a Lease update that never returns) keeps believing it leads: /healthz on the
+// metrics address fails once the lease is past its duration and the tolerance, so that the kubelet restarts it.
+func TestHealthzFailsWhenTheLeaderStopsRenewing(t *testing.T) {
+	cs := fake.NewClientset()
+	var hang atomic.Bool
+	cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if hang.Load() {
+			<-t.Context().Done()
+			return true, nil, t.Context().Err()
+		}
+		return false, nil, nil
+	})
+	reg, _, err := newMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	watchdog := leaderelection.NewLeaderHealthzAdaptor(100 * time.Millisecond)
+	srv := httptest.NewServer(metricsHandler(reg, healthz.PingHealthz, watchdog))
+	defer srv.Close()
+	status := func() int {
+		resp, err := srv.Client().Get(srv.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(); got != http.StatusOK {
+		t.Fatalf("/healthz before the election: %d, want 200", got)
+	}
+	started := make(chan struct{})
+	go func() {
+		_ = runElected(t.Context(), fast("a"), api.DefaultNamespace, cs, record.NewFakeRecorder(100), watchdog, func(ctx context.Context) error {
+			close(started)
+			<-ctx.Done()
+			return nil
+		})
+	}()
+	within(t, started, 5*time.Second, "a leads")
+	if got := status(); got != http.StatusOK {
+		t.Fatalf("/healthz of a renewing leader: %d, want 200", got)
+	}
+	hang.Store(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for status() != http.StatusInternalServerError {
+		if time.Now().After(deadline) {
+			t.Fatal("/healthz still passes 10 s after the leader stopped renewing (lease 1 s, tolerance 100 ms)")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -148,7 +148,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.MemberRetryMax, "member-retry-max", o.MemberRetryMax, "longest wait before a failed member is started again (the wait doubles from 1s up to this)")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&o.DebugAddress, "debug-address", o.DebugAddress, "HTTP address (host:port) of /debug/pprof/ (and the same /metrics as --metrics-address), without authentication: bind it to loopback; empty: off")
-	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address (host:port) of Prometheus /metrics alone (tether_node_*, Go runtime, process), without authentication; empty: off")
+	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address (host:port) of Prometheus /metrics (tether_node_*, Go runtime, process) and /healthz (fails for a leader that stopped renewing its Lease), without authentication; empty: off")
 	le := &o.LeaderElection
 	fs.BoolVar(&le.Enabled, "leader-elect", le.Enabled, "run as one of several replicas: only the holder of a Lease in --namespace serves the virtual nodes and the kubelet API, the others wait to take over; a leader that loses the lease exits non-zero")
 	fs.StringVar(&le.ResourceName, "leader-elect-resource-name", le.ResourceName, "name of the Lease in --namespace that the replicas elect their leader with")

@@ -13,12 +13,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/tetherkube/tether/api"
@@ -62,9 +64,16 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 	if err != nil {
 		return err
 	}
+	// A leader whose elector stopped renewing the Lease fails /healthz (a standby passes it).
+	var watchdog *leaderelection.HealthzAdaptor
+	checks := []healthz.HealthChecker{healthz.PingHealthz}
+	if o.LeaderElection.Enabled {
+		watchdog = leaderelection.NewLeaderHealthzAdaptor(leaderHealthzTolerance)
+		checks = append(checks, watchdog)
+	}
 	// Before any client exists, so that every request is counted; a standby serves them too (tether_node_leader 0).
 	if o.MetricsAddress != "" {
-		if err := serveMetrics(ctx, o.MetricsAddress, metricsRegistry); err != nil {
+		if err := serveMetrics(ctx, o.MetricsAddress, metricsRegistry, checks...); err != nil {
 			return fmt.Errorf("--metrics-address %s: %w", o.MetricsAddress, err)
 		}
 	}
@@ -105,7 +114,7 @@ func Run(ctx context.Context, o *Options, flagMembers []MemberFlag) error {
 	if !o.LeaderElection.Enabled {
 		return lead(ctx)
 	}
-	return runElected(ctx, o.LeaderElection, o.Namespace, host, recorder, lead)
+	return runElected(ctx, o.LeaderElection, o.Namespace, host, recorder, watchdog, lead)
 }
 
 // serve runs the host informers, the member registry (a virtual node per member) and the kubelet API until ctx

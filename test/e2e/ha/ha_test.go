@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -106,6 +107,13 @@ func TestLeaderKilledDuringBurst(t *testing.T) {
 	})
 	if h, err := holder(ctx); err != nil || h != standby.name {
 		t.Errorf("lease held by %q (%v) after the old leader came back, want %s", h, err, standby.name)
+	}
+	// Both pass /healthz on their metrics address, the chart's probes: the leader with its elector's check, the
+	// standby too.
+	for _, r := range []*replica{standby, leader} {
+		if body, err := healthz(ctx, r); err != nil || !strings.Contains(body, "[+]leaderElection ok") {
+			t.Errorf("%s: /healthz?verbose: %v\n%s", r.name, err, body)
+		}
 	}
 	// The leader's own account of the burst: both members up, the pods Running.
 	framework.Eventually(t, time.Minute, "the leader's pod and member metrics", func(ctx context.Context) error {
@@ -313,6 +321,26 @@ func waitOneCopyEach(t *testing.T, ns, app string, n int) {
 		}
 		return nil
 	})
+}
+
+// healthz reads a replica's /healthz?verbose (the checks one per line); a status other than 200 is an error.
+func healthz(ctx context.Context, r *replica) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.metrics+"/healthz?verbose", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", r.name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: GET /healthz: %s", r.name, resp.Status)
+	}
+	return string(b), err
 }
 
 // metric reads one sample (name with its labels as Prometheus prints them) from a replica's /metrics.
