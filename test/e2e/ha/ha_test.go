@@ -3,6 +3,7 @@ package ha_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -327,39 +328,44 @@ func waitOneCopyEach(t *testing.T, ns, app string, n int) {
 func healthz(ctx context.Context, r *replica) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.metrics+"/healthz?verbose", nil)
-	if err != nil {
+	body, err := get(ctx, r, "/healthz?verbose")
+	if body == nil {
 		return "", err
+	}
+	defer body.Close()
+	b, rerr := io.ReadAll(body)
+	return string(b), errors.Join(err, rerr)
+}
+
+// get GETs path from a replica's metrics address. The body comes back (to be closed) whenever there is one; a
+// status other than 200 is an error beside it.
+func get(ctx context.Context, r *replica, path string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.metrics+path, nil)
+	if err != nil {
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", r.name, err)
+		return nil, fmt.Errorf("%s: %w", r.name, err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("%s: GET /healthz: %s", r.name, resp.Status)
+	if resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: GET %s: %s", r.name, path, resp.Status)
 	}
-	return string(b), err
+	return resp.Body, err
 }
 
 // metric reads one sample (name with its labels as Prometheus prints them) from a replica's /metrics.
 func metric(ctx context.Context, r *replica, sample string) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.metrics+"/metrics", nil)
+	body, err := get(ctx, r, "/metrics")
+	if body != nil {
+		defer body.Close()
+	}
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", r.name, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: GET /metrics: %s", r.name, resp.Status)
-	}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
